@@ -1,0 +1,86 @@
+"""Readers for the real digit datasets, when a user has them.
+
+- Folder layout (the common course layout): ROOT/{mnistm,svhn}/data/*.png with ROOT/{domain}/train.csv
+  and val.csv, header `image_name,label`.
+- SVHN's cropped-digit `train_32x32.mat` / `test_32x32.mat` (X: (32, 32, 3, N) uint8, y: (N, 1), 10 = 0).
+Images come back 28x28 RGB uint8. Non-28x28 images are RESIZED (bilinear) with one warning per call,
+since real SVHN is 32x32; refusing them would make the real data unusable.
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from difflab.errors import DifflabError
+from difflab.io import load_image
+
+
+def _check_label(raw: str, where: str) -> int:
+    try:
+        y = int(raw)
+    except ValueError:
+        raise DifflabError(f"{where}: label {raw!r} is not an integer") from None
+    if not 0 <= y <= 9:
+        raise DifflabError(f"{where}: label {y} is outside 0-9")
+    return y
+
+
+def read_csv_split(domain_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read DOMAIN_DIR/{split}.csv + DOMAIN_DIR/data/*.png -> (N, 28, 28, 3) uint8, (N,) int64."""
+    domain_dir = Path(domain_dir)
+    csv_path = domain_dir / f"{split}.csv"
+    if not domain_dir.is_dir():
+        raise DifflabError(f"{domain_dir}: data folder not found")
+    if not csv_path.is_file():
+        raise DifflabError(f"{csv_path}: split file not found (expected header image_name,label)")
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or [c.strip() for c in rows[0][:2]] != ["image_name", "label"]:
+        raise DifflabError(f"{csv_path}: header must be 'image_name,label'")
+    rows = [r for r in rows[1:] if r]
+    if not rows:
+        raise DifflabError(f"{csv_path}: no images listed")
+    images, labels, resized = [], [], 0
+    for line, row in enumerate(rows, start=2):
+        if len(row) < 2:
+            raise DifflabError(f"{csv_path}:{line}: expected 'image_name,label'")
+        img_path = domain_dir / "data" / row[0].strip()
+        if not img_path.is_file():
+            raise DifflabError(f"{csv_path}:{line}: image {img_path} not found")
+        labels.append(_check_label(row[1].strip(), f"{csv_path}:{line}"))
+        img = load_image(img_path)
+        if img.shape[:2] != (28, 28):
+            resized += 1
+            img = np.asarray(Image.fromarray(img).resize((28, 28), Image.BILINEAR))
+        images.append(img)
+    if resized:
+        warnings.warn(f"{csv_path}: resized {resized} image(s) that were not 28x28 to 28x28", stacklevel=2)
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def read_svhn_mat(path) -> tuple[np.ndarray, np.ndarray]:
+    """Read SVHN's *_32x32.mat -> images (N, 28, 28, 3) uint8 (resized from 32x32), labels (N,) 0-9."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    if not path.is_file():
+        raise DifflabError(f"{path}: SVHN .mat file not found")
+    try:
+        mat = loadmat(str(path))
+        X, y = mat["X"], mat["y"].reshape(-1).astype(np.int64)
+    except Exception as e:  # scipy raises many types for a bad file
+        raise DifflabError(f"{path}: not a readable SVHN .mat file ({e})") from None
+    if X.ndim != 4 or X.shape[:3] != (32, 32, 3) or X.shape[3] != len(y):
+        raise DifflabError(f"{path}: expected X of shape (32, 32, 3, N) and y of shape (N, 1)")
+    y[y == 10] = 0  # SVHN stores the digit 0 as label 10
+    bad = y[(y < 0) | (y > 9)]
+    if len(bad):
+        raise DifflabError(f"{path}: label {int(bad[0])} is outside 0-9")
+    X = np.moveaxis(X, 3, 0)
+    images = np.stack([np.asarray(Image.fromarray(x).resize((28, 28), Image.BILINEAR)) for x in X])
+    return images, y

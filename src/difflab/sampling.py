@@ -1,0 +1,190 @@
+"""Samplers: one DDIM `step()` (with eta), the DDPM ancestral step, loops, and classifier-free guidance.
+
+A model enters as `eps_fn(x_t, t) -> eps`: x_t (B, C, H, W) float32 in roughly [-1, 1] scale, t an int,
+eps of the same shape. Loops are generators yielding a `StepOutput` per step (x_{t-1} and predicted x_0)
+so callers can draw the reverse process, show progress, or stop early; `sample()` runs one to the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from difflab.errors import DifflabError
+from difflab.schedule import NoiseSchedule, make_timesteps
+
+EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+@dataclass
+class StepOutput:
+    t: int  # the timestep just denoised
+    prev_sample: torch.Tensor  # x_{t_prev}
+    pred_original_sample: torch.Tensor  # predicted x_0 at this step
+
+
+@dataclass
+class DDIMSampler:
+    """DDIM (Song et al. 2021) over `steps` of the schedule's T timesteps.
+
+    eta=0 is the deterministic ODE sampler; eta=1 gives DDPM's posterior variance (Ho et al. 2020).
+    `final_alpha_one` picks alpha_bar for the step after the last: 1.0 (diffusers' set_alpha_to_one)
+    or alpha_bar[0]. `clip_x0` clips predicted x0 to [-c, c] (None: no clipping).
+    """
+
+    schedule: NoiseSchedule = field(default_factory=NoiseSchedule)
+    steps: int = 50
+    spacing: str = "leading"
+    offset: int = 0
+    eta: float = 0.0
+    clip_x0: float | None = None
+    final_alpha_one: bool = True
+
+    def __post_init__(self):
+        if not 0.0 <= self.eta <= 1.0:
+            raise DifflabError(f"eta must be in [0, 1], got {self.eta}")
+        self.timesteps = make_timesteps(self.schedule.num_train_timesteps, self.steps, self.spacing,
+                                        self.offset)
+        a = self.schedule.alphas_cumprod
+        self._alphas = a.tolist()  # python floats: indexing a tensor per step costs more than the maths
+        self._final_alpha = 1.0 if self.final_alpha_one else float(a[0])
+        # float32 scalars as in diffusers, so results agree to the last bit where possible
+        self._a32 = a
+
+    def prev_timestep(self, t: int) -> int:
+        # As diffusers' DDIMScheduler: t - T // S, whatever the spacing (for parity with its outputs).
+        return t - self.schedule.num_train_timesteps // self.steps
+
+    def _alpha(self, t: int) -> torch.Tensor:
+        return self._a32[t] if t >= 0 else torch.tensor(self._final_alpha, dtype=torch.float32)
+
+    def step(self, eps: torch.Tensor, t: int, x_t: torch.Tensor, generator: torch.Generator | None = None,
+             variance_noise: torch.Tensor | None = None) -> StepOutput:
+        """One DDIM update x_t -> x_{t_prev}; shapes (B, C, H, W)."""
+        t_prev = self.prev_timestep(t)
+        a_t, a_prev = self._alpha(t), self._alpha(t_prev)
+        b_t = 1 - a_t
+        # DDIM eq. 12, first term: the "predicted x0" from x_t and eps
+        x0 = (x_t - b_t**0.5 * eps) / a_t**0.5
+        if self.clip_x0 is not None:
+            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
+        # DDIM eq. 16: sigma_t(eta) = eta * sqrt((1 - a_prev)/(1 - a_t)) * sqrt(1 - a_t / a_prev)
+        variance = (1 - a_prev) / b_t * (1 - a_t / a_prev)
+        std = self.eta * variance**0.5
+        # DDIM eq. 12, second term: "direction pointing to x_t"
+        direction = (1 - a_prev - std**2) ** 0.5 * eps
+        prev = a_prev**0.5 * x0 + direction
+        if self.eta > 0:
+            # DDIM eq. 12, third term: random noise sigma_t * eps_t
+            if variance_noise is None:
+                variance_noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype,
+                                             device=x_t.device)
+            prev = prev + std * variance_noise
+        return StepOutput(t, prev, x0)
+
+    def iterate(self, eps_fn: EpsFn, x_T: torch.Tensor, generator: torch.Generator | None = None
+                ) -> Iterator[StepOutput]:
+        """Yield a StepOutput for each timestep, from x_T (B, C, H, W) ~ N(0, I)."""
+        x = x_T
+        for t in self.timesteps.tolist():
+            out = self.step(eps_fn(x, t), t, x, generator)
+            x = out.prev_sample
+            yield out
+
+    def sample(self, eps_fn: EpsFn, x_T: torch.Tensor, generator: torch.Generator | None = None,
+               callback: Callable[[StepOutput], None] | None = None) -> torch.Tensor:
+        out = None
+        for out in self.iterate(eps_fn, x_T, generator):
+            if callback is not None:
+                callback(out)
+        return out.prev_sample
+
+    def invert(self, eps_fn: EpsFn, x0: torch.Tensor) -> torch.Tensor:
+        """Run the deterministic (eta=0) DDIM ODE backwards: x_0 -> x_T (DDIM sec. 4.3, eq. 13).
+
+        Each step reuses eps predicted at the lower noise level, the usual first-order approximation.
+        """
+        x = x0
+        for t in self.timesteps.flip(0).tolist():
+            t_prev = self.prev_timestep(t)
+            a_t, a_prev = self._alpha(t), self._alpha(t_prev)
+            eps = eps_fn(x, max(t_prev, 0))
+            x0_pred = (x - (1 - a_prev) ** 0.5 * eps) / a_prev**0.5
+            x = a_t**0.5 * x0_pred + (1 - a_t) ** 0.5 * eps
+        return x
+
+
+@dataclass
+class DDPMSampler:
+    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) on a (possibly respaced) timestep subset.
+
+    With steps < T the chain uses the respaced betas 1 - a_bar_t / a_bar_prev (Nichol & Dhariwal 2021).
+    """
+
+    schedule: NoiseSchedule = field(default_factory=NoiseSchedule)
+    steps: int | None = None  # None: all T steps
+    clip_x0: float | None = 1.0
+
+    def __post_init__(self):
+        T = self.schedule.num_train_timesteps
+        self.timesteps = make_timesteps(T, self.steps or T, "leading")
+
+    def iterate(self, eps_fn: EpsFn, x_T: torch.Tensor, generator: torch.Generator | None = None
+                ) -> Iterator[StepOutput]:
+        a = self.schedule.alphas_cumprod
+        ts = self.timesteps.tolist()
+        x = x_T
+        for i, t in enumerate(ts):
+            a_t = a[t]
+            a_prev = a[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0)
+            beta = 1 - a_t / a_prev
+            eps = eps_fn(x, t)
+            x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()  # DDPM eq. 15
+            if self.clip_x0 is not None:
+                x0 = x0.clamp(-self.clip_x0, self.clip_x0)
+            # posterior q(x_{t-1} | x_t, x0): mean and variance, DDPM eq. 6-7
+            coef_x0 = a_prev.sqrt() * beta / (1 - a_t)
+            coef_xt = (1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)
+            mean = coef_x0 * x0 + coef_xt * x
+            if i + 1 < len(ts):
+                var = beta * (1 - a_prev) / (1 - a_t)
+                z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+                x = mean + var.sqrt() * z
+            else:
+                x = mean  # no noise at the last step (Algorithm 2, line 4)
+            yield StepOutput(t, x, x0)
+
+    def sample(self, eps_fn: EpsFn, x_T: torch.Tensor, generator: torch.Generator | None = None,
+               callback: Callable[[StepOutput], None] | None = None) -> torch.Tensor:
+        out = None
+        for out in self.iterate(eps_fn, x_T, generator):
+            if callback is not None:
+                callback(out)
+        return out.prev_sample
+
+
+def cfg_eps_fn(model: torch.nn.Module, digits: torch.Tensor, domains: torch.Tensor, guidance: float,
+               null_digit: int = 10, null_domain: int = 2) -> EpsFn:
+    """Classifier-free guidance (Ho & Salimans 2022) as an eps_fn over a conditional model.
+
+    eps = eps_uncond + w * (eps_cond - eps_uncond), with both predictions from ONE batched forward pass
+    of 2B rows. w=1 is the conditional model, w=0 the unconditional one (each then needs one pass only).
+    digits, domains: (B,) long labels.
+    """
+    B = digits.shape[0]
+    null_d = torch.full_like(digits, null_digit)
+    null_m = torch.full_like(domains, null_domain)
+
+    def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
+        if guidance == 1.0:
+            return model(x, torch.full((B,), t, dtype=torch.long), digits, domains)
+        if guidance == 0.0:
+            return model(x, torch.full((B,), t, dtype=torch.long), null_d, null_m)
+        tt = torch.full((2 * B,), t, dtype=torch.long)
+        eps = model(torch.cat([x, x]), tt, torch.cat([digits, null_d]), torch.cat([domains, null_m]))
+        cond, uncond = eps[:B], eps[B:]
+        return uncond + guidance * (cond - uncond)
+
+    return eps_fn
