@@ -18,6 +18,8 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev,sd]"
+	# only for the real CLIP BPE vocabulary file it ships; --no-deps, as it would pull torchvision
+	$(BIN)/pip install -q --no-deps open-clip-torch
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,7 +29,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
