@@ -76,12 +76,15 @@ class ClipScorer:
             if config.model_type != "clip":
                 raise DifflabError(f"model.py: {folder}: config.json is a {config.model_type!r} model, "
                                    f"not 'clip'; {HINT}")
-            verbosity = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()  # silence the per-load weight-loading report
+            verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+            hf_logging.set_verbosity_error()  # silence the per-load weight-loading report and its bar
+            hf_logging.disable_progress_bar()
             try:
                 model = CLIPModel.from_pretrained(folder, local_files_only=True)
             finally:
                 hf_logging.set_verbosity(verbosity)
+                if bars:
+                    hf_logging.enable_progress_bar()
             # a tokenizer built from vocab/merges files does not know CLIP's 77-token context by itself
             tokenizer = CLIPTokenizer.from_pretrained(
                 folder, local_files_only=True, model_max_length=config.text_config.max_position_embeddings)

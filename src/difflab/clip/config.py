@@ -1,0 +1,30 @@
+"""Options of the CLIP zero-shot job, kept free of heavy imports so the CLI can read its defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from difflab.errors import DifflabError
+
+
+@dataclass
+class ZeroShotConfig:
+    """Options of `difflab clip zeroshot` (the CLI is checked against these defaults)."""
+
+    images_dir: str
+    model: str
+    labels: str | None = None
+    templates: str = "single"
+    batch_size: int = 32
+    out: str | None = None
+    overwrite: bool = False
+    device: str = "cpu"
+    top_k: int = 5
+    n_cases: int = 5
+
+    def validate(self) -> None:
+        """Refuse impossible numbers before any model is loaded."""
+        for name, flag, low in (("batch_size", "--batch-size", 1), ("top_k", "--top-k", 1),
+                                ("n_cases", "--cases", 0)):
+            if int(getattr(self, name)) < low:
+                raise DifflabError(f"config.py: {flag} must be >= {low}, got {getattr(self, name)}")
