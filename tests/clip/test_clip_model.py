@@ -79,3 +79,25 @@ def test_folder_without_weights(tmp_path, tiny_clip_dir):
         ClipScorer.from_pretrained(folder)
     with pytest.raises(DifflabError, match="no config.json"):
         ClipScorer.from_pretrained(tmp_path)
+
+
+def test_legacy_openai_folder_format(tmp_path, tiny_clip_dir, tiny_scorer):
+    # openai/clip-vit-base-patch32 ships an old-style preprocessor_config (int sizes, feature extractor)
+    # and text_config.eos_token_id = 2 (transformers then pools at the largest id, i.e. EOS): same results
+    import json
+
+    folder = shutil.copytree(tiny_clip_dir, tmp_path / "legacy")
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "crop_size": 32, "do_center_crop": True, "do_normalize": True, "do_resize": True,
+        "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3, "size": 32}))
+    config = json.loads((folder / "config.json").read_text())
+    config["text_config"].update(eos_token_id=2, bos_token_id=0, pad_token_id=1)
+    (folder / "config.json").write_text(json.dumps(config))
+    legacy = ClipScorer.from_pretrained(folder)
+    images, texts = _images(2), ["a photo of a cat.", "a very long prompt " * 30]
+    torch.testing.assert_close(legacy.embed_images(images), tiny_scorer.embed_images(images), atol=1e-6, rtol=0)
+    torch.testing.assert_close(legacy.embed_texts(texts), tiny_scorer.embed_texts(texts), atol=1e-6, rtol=0)
+    (folder / "preprocessor_config.json").unlink()  # falls back to CLIP's standard preprocessing
+    torch.testing.assert_close(ClipScorer.from_pretrained(folder).embed_images(images),
+                               tiny_scorer.embed_images(images), atol=1e-6, rtol=0)
