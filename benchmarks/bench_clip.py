@@ -5,7 +5,7 @@ ViT-B/32 architecture of openai/clip-vit-base-patch32 (151M parameters). Timings
 weight values. "batched" = encode the C x T prompts once, then images in batches, then one matmul;
 "naive" = for every image, encode all C prompts again and the image alone (batch 1).
 
-    nice -n 19 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_clip.py
+    nice -n 19 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_clip.py [--note "..."]
 Writes benchmarks/results/clip.json and prints a table.
 """
 
@@ -75,9 +75,11 @@ def main() -> None:
     ap.add_argument("--naive-tiny", type=int, default=32)
     ap.add_argument("--naive-vit", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--note", default="", help="what else ran on the machine (recorded in the JSON)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "clip.json"))
     args = ap.parse_args()
     rng = np.random.default_rng(0)
+    load_start = [round(x, 2) for x in os.getloadavg()]  # above the core count = other work competed
     threads = torch.get_num_threads()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,8 +106,8 @@ def main() -> None:
             del scorer
     machine = {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": threads,
                "python": platform.python_version(), "torch": torch.__version__,
-               "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
-               "note": "background training job was running on both cores (timings are pessimistic)"}
+               "load_avg_at_start": load_start, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+               "note": args.note}
     cols = ["model", "params_M", "templates", "images", "text_s", "batched_img_per_s", "image_only_img_per_s",
             "naive_img_per_s", "speedup"]
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
