@@ -7,7 +7,7 @@ so callers can draw the reverse process, show progress, or stop early; `sample()
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -32,6 +32,10 @@ class DDIMSampler:
     eta=0 is the deterministic ODE sampler; eta=1 gives DDPM's posterior variance (Ho et al. 2020).
     `final_alpha_one` picks alpha_bar for the step after the last: 1.0 (diffusers' set_alpha_to_one)
     or alpha_bar[0]. `clip_x0` clips predicted x0 to [-c, c] (None: no clipping).
+
+    Every per-step scalar is computed once, with the same float32 operations in the same order as
+    diffusers' DDIMScheduler, so both give bit-identical samples; the loop then does only the 6-8
+    full-tensor operations of the update itself.
     """
 
     schedule: NoiseSchedule = field(default_factory=NoiseSchedule)
@@ -43,76 +47,110 @@ class DDIMSampler:
     final_alpha_one: bool = True
 
     def __post_init__(self):
-        if not 0.0 <= self.eta <= 1.0:
+        if not 0.0 <= self.eta <= 1.0:  # also rejects NaN
             raise DifflabError(f"eta must be in [0, 1], got {self.eta}")
+        if self.clip_x0 is not None and not self.clip_x0 > 0:
+            raise DifflabError(f"clip_x0 must be > 0 (or None for no clipping), got {self.clip_x0}")
         self.timesteps = make_timesteps(self.schedule.num_train_timesteps, self.steps, self.spacing,
                                         self.offset)
         a = self.schedule.alphas_cumprod
-        self._alphas = a.tolist()  # python floats: indexing a tensor per step costs more than the maths
-        self._final_alpha = 1.0 if self.final_alpha_one else float(a[0])
-        # float32 scalars as in diffusers, so results agree to the last bit where possible
-        self._a32 = a
+        self._a32 = a  # float32, as diffusers' alphas_cumprod
+        self._final = torch.tensor(1.0) if self.final_alpha_one else a[0]
+        self._coefs: dict[tuple[int, float], tuple[float, ...]] = {}
 
     def prev_timestep(self, t: int) -> int:
         # As diffusers' DDIMScheduler: t - T // S, whatever the spacing (for parity with its outputs).
         return t - self.schedule.num_train_timesteps // self.steps
 
     def _alpha(self, t: int) -> torch.Tensor:
-        return self._a32[t] if t >= 0 else torch.tensor(self._final_alpha, dtype=torch.float32)
+        """alpha_bar_t as a float32 0-dim tensor; t < 0 means "after the last step"."""
+        return self._a32[t] if t >= 0 else self._final
+
+    def coefficients(self, t: int) -> tuple[float, ...]:
+        """(sqrt(1-a_t), sqrt(a_t), sqrt(a_prev), direction coef, sigma_t) for the step from t.
+
+        Computed on float32 0-dim tensors exactly as diffusers does, then kept as Python floats (each
+        exactly a float32 value, so `tensor * c` rounds the same) because per-step tensor indexing and
+        scalar maths cost more than the update itself at small batch sizes.
+        """
+        key = (int(t), float(self.eta))
+        if key not in self._coefs:
+            a_t, a_prev = self._alpha(key[0]), self._alpha(self.prev_timestep(key[0]))
+            b_t = 1 - a_t
+            # DDIM eq. 16: sigma_t(eta) = eta * sqrt((1 - a_prev)/(1 - a_t)) * sqrt(1 - a_t / a_prev)
+            variance = (1 - a_prev) / b_t * (1 - a_t / a_prev)
+            std = self.eta * variance**0.5
+            direction = (1 - a_prev - std**2) ** 0.5  # eq. 12, "direction pointing to x_t"
+            self._coefs[key] = tuple(float(v) for v in (b_t**0.5, a_t**0.5, a_prev**0.5, direction, std))
+        return self._coefs[key]
 
     def step(self, eps: torch.Tensor, t: int, x_t: torch.Tensor, generator: torch.Generator | None = None,
              variance_noise: torch.Tensor | None = None) -> StepOutput:
-        """One DDIM update x_t -> x_{t_prev}; shapes (B, C, H, W)."""
-        t_prev = self.prev_timestep(t)
-        a_t, a_prev = self._alpha(t), self._alpha(t_prev)
-        b_t = 1 - a_t
+        """One DDIM update x_t -> x_{t_prev}; eps, x_t (B, C, H, W) float32.
+
+        With eta > 0, `variance_noise` (same shape, ~N(0, I)) is used if given, else drawn from
+        `generator` exactly as diffusers' randn_tensor draws it.
+        """
+        c_eps, sqrt_a, sqrt_a_prev, c_dir, std = self.coefficients(t)
         # DDIM eq. 12, first term: the "predicted x0" from x_t and eps
-        x0 = (x_t - b_t**0.5 * eps) / a_t**0.5
+        x0 = (x_t - c_eps * eps) / sqrt_a
         if self.clip_x0 is not None:
             x0 = x0.clamp(-self.clip_x0, self.clip_x0)
-        # DDIM eq. 16: sigma_t(eta) = eta * sqrt((1 - a_prev)/(1 - a_t)) * sqrt(1 - a_t / a_prev)
-        variance = (1 - a_prev) / b_t * (1 - a_t / a_prev)
-        std = self.eta * variance**0.5
-        # DDIM eq. 12, second term: "direction pointing to x_t"
-        direction = (1 - a_prev - std**2) ** 0.5 * eps
-        prev = a_prev**0.5 * x0 + direction
+        prev = sqrt_a_prev * x0 + c_dir * eps
         if self.eta > 0:
             # DDIM eq. 12, third term: random noise sigma_t * eps_t
             if variance_noise is None:
                 variance_noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype,
                                              device=x_t.device)
             prev = prev + std * variance_noise
-        return StepOutput(t, prev, x0)
+        return StepOutput(int(t), prev, x0)
 
-    def iterate(self, eps_fn: EpsFn, x_T: torch.Tensor, generator: torch.Generator | None = None
-                ) -> Iterator[StepOutput]:
-        """Yield a StepOutput for each timestep, from x_T (B, C, H, W) ~ N(0, I)."""
+    def iterate(self, eps_fn: EpsFn, x_T: torch.Tensor, generator: torch.Generator | None = None,
+                variance_noise: Sequence[torch.Tensor] | None = None) -> Iterator[StepOutput]:
+        """Yield a StepOutput for each timestep, from x_T (B, C, H, W) ~ N(0, I).
+
+        variance_noise: optional, one (B, C, H, W) tensor per step (for eta > 0), to replay the exact
+        noise of another implementation; otherwise noise comes from `generator`.
+        """
+        if variance_noise is not None and len(variance_noise) != len(self.timesteps):
+            raise DifflabError(f"variance_noise has {len(variance_noise)} tensors for "
+                               f"{len(self.timesteps)} steps")
         x = x_T
-        for t in self.timesteps.tolist():
-            out = self.step(eps_fn(x, t), t, x, generator)
+        for i, t in enumerate(self.timesteps.tolist()):
+            noise = variance_noise[i] if variance_noise is not None else None
+            out = self.step(eps_fn(x, t), t, x, generator, noise)
             x = out.prev_sample
             yield out
 
     def sample(self, eps_fn: EpsFn, x_T: torch.Tensor, generator: torch.Generator | None = None,
-               callback: Callable[[StepOutput], None] | None = None) -> torch.Tensor:
+               callback: Callable[[StepOutput], None] | None = None,
+               variance_noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """Run `iterate` to the end; return x_0 (B, C, H, W), not clamped."""
         out = None
-        for out in self.iterate(eps_fn, x_T, generator):
+        for out in self.iterate(eps_fn, x_T, generator, variance_noise):
             if callback is not None:
                 callback(out)
         return out.prev_sample
 
-    def invert(self, eps_fn: EpsFn, x0: torch.Tensor) -> torch.Tensor:
-        """Run the deterministic (eta=0) DDIM ODE backwards: x_0 -> x_T (DDIM sec. 4.3, eq. 13).
+    def invert(self, eps_fn: EpsFn, x0: torch.Tensor,
+               callback: Callable[[StepOutput], None] | None = None) -> torch.Tensor:
+        """Run the deterministic (eta=0) DDIM ODE backwards: x_0 (B, C, H, W) in [-1, 1] -> x_T.
 
-        Each step reuses eps predicted at the lower noise level, the usual first-order approximation.
+        DDIM sec. 4.3 / eq. 13. Going from level t - T//S up to level t, eps is predicted from the
+        current sample at the *target* timestep t: the sampler's step down from t used eps(x_t, t), and
+        x_t is what we do not know yet, so eps(x_{t-T//S}, t) is the first-order stand-in that keeps the
+        timestep the same. This is diffusers' DDIMInverseScheduler (and null-text inversion); the
+        scalars follow it bit for bit. Predicted x0 is never clipped here (that would break the ODE).
+        `callback` sees (t, x at level t, predicted x0) after each step.
         """
         x = x0
         for t in self.timesteps.flip(0).tolist():
-            t_prev = self.prev_timestep(t)
-            a_t, a_prev = self._alpha(t), self._alpha(t_prev)
-            eps = eps_fn(x, max(t_prev, 0))
-            x0_pred = (x - (1 - a_prev) ** 0.5 * eps) / a_prev**0.5
-            x = a_t**0.5 * x0_pred + (1 - a_t) ** 0.5 * eps
+            a_from, a_to = self._alpha(self.prev_timestep(t)), self._alpha(t)
+            eps = eps_fn(x, t)
+            x0_pred = (x - (1 - a_from) ** 0.5 * eps) / a_from**0.5
+            x = a_to**0.5 * x0_pred + (1 - a_to) ** 0.5 * eps
+            if callback is not None:
+                callback(StepOutput(t, x, x0_pred))
         return x
 
 

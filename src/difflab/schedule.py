@@ -70,10 +70,17 @@ def make_timesteps(num_train_timesteps: int, num_steps: int, spacing: str = "lea
     T, S = num_train_timesteps, num_steps
     if not 1 <= S <= T:
         raise DifflabError(f"steps must be in [1, {T}], got {S}")
+    if offset and spacing != "leading":
+        # diffusers silently ignores steps_offset for these spacings; an ignored option is a trap
+        raise DifflabError(f"offset {offset} only applies to leading spacing, not {spacing!r}")
     if spacing == "leading":
         ts = (np.arange(0, S) * (T // S)).round()[::-1].astype(np.int64) + offset
     elif spacing == "trailing":
-        ts = np.round(np.arange(T, 0, -T / S)).astype(np.int64) - 1
+        # diffusers writes np.arange(T, 0, -T/S), which for some S (61, 103, ... at T=1000) returns S+1
+        # values ending in -1. We take its first S values only, computed as numpy's arange does
+        # (start + k * ((start + step) - start)), so every value rounds the same (some sit on .5).
+        delta = (T + (-T / S)) - T
+        ts = np.round(T + np.arange(S) * delta).astype(np.int64) - 1
     elif spacing == "linspace":
         ts = np.linspace(0, T - 1, S).round()[::-1].astype(np.int64)
     else:
