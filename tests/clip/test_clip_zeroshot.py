@@ -94,3 +94,11 @@ def test_cli_without_report_dir_and_bad_model(tmp_path, tiny_clip_dir, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--model" in err
     assert main(["clip", "zeroshot", str(root), "--model", str(tiny_clip_dir), "--batch-size", "0"]) == 2
+
+
+def test_cli_defaults_match_config():
+    from difflab.cli import build_parser
+    from difflab.clip.cli import config_from_args
+
+    args = build_parser().parse_args(["clip", "zeroshot", "imgs", "--model", "m"])
+    assert config_from_args(args) == ZeroShotConfig("imgs", "m")

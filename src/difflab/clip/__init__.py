@@ -1,0 +1,1 @@
+"""CLIP: offline model loading, embeddings and scores, zero-shot classification of image folders."""
