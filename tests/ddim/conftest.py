@@ -38,7 +38,8 @@ def diffusers_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     net = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
-                      down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                      down_block_types=("DownBlock2D", "DownBlock2D"),
+                      up_block_types=("UpBlock2D", "UpBlock2D"),
                       layers_per_block=1, norm_num_groups=4, attention_head_dim=None)
     folder = tmp_path_factory.mktemp("diffusers") / "unet"
     net.save_pretrained(folder)

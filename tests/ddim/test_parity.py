@@ -25,8 +25,9 @@ def _pair(steps, spacing="leading", offset=0, eta=0.0, clip=None, alpha_one=True
     lo, hi = BETAS[kind]
     ours = DDIMSampler(NoiseSchedule(kind, T, lo, hi), steps=steps, spacing=spacing, offset=offset, eta=eta,
                        clip_x0=clip, final_alpha_one=alpha_one)
-    ref = diffusers.DDIMScheduler(num_train_timesteps=T, beta_start=lo, beta_end=hi, beta_schedule=SCHEDULES[kind],
-                                  clip_sample=clip is not None, clip_sample_range=clip or 1.0,
+    ref = diffusers.DDIMScheduler(num_train_timesteps=T, beta_start=lo, beta_end=hi,
+                                  beta_schedule=SCHEDULES[kind], clip_sample=clip is not None,
+                                  clip_sample_range=clip or 1.0,
                                   set_alpha_to_one=alpha_one, steps_offset=offset, timestep_spacing=spacing)
     ref.set_timesteps(steps)
     return ours, ref
@@ -119,8 +120,8 @@ def test_offset_needs_leading():
 @pytest.mark.parametrize("spacing,alpha_one", [("leading", True), ("leading", False), ("trailing", True)])
 def test_inversion_matches_diffusers_inverse_scheduler(unet, spacing, alpha_one):
     ours, _ = _pair(10, spacing=spacing, alpha_one=alpha_one)
-    inv = diffusers.DDIMInverseScheduler(num_train_timesteps=1000, clip_sample=False, set_alpha_to_one=alpha_one,
-                                         timestep_spacing=spacing)
+    inv = diffusers.DDIMInverseScheduler(num_train_timesteps=1000, clip_sample=False,
+                                         set_alpha_to_one=alpha_one, timestep_spacing=spacing)
     inv.set_timesteps(10)
     assert torch.equal(ours.timesteps.flip(0), inv.timesteps)
     x0 = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1

@@ -1,0 +1,234 @@
+"""`difflab ddim noise|sample|mse|eta-grid|interpolate|invert`. Parsing and printing only.
+
+Module level imports stay light (argparse + the config dataclass): torch and friends load in handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from difflab.ddim.config import FINAL_ALPHAS, PIXEL_MODES, DDIMConfig
+from difflab.errors import DifflabError
+
+D = DDIMConfig()
+CONFIG_FLAGS = ("steps", "spacing", "offset", "eta", "clip_x0", "final_alpha", "beta_schedule", "beta_start",
+                "beta_end", "train_timesteps", "batch_size", "seed", "to_pixels")
+
+
+def _model(args):
+    """Build the EpsModel the flags name (default: our shipped digit model)."""
+    from difflab.ddim import loaders
+
+    digit_flags = [f for f in ("digit", "domain", "guidance") if getattr(args, f) is not None]
+    if args.unet_module or args.diffusers_unet:
+        if args.unet_module and args.diffusers_unet:
+            raise DifflabError("--unet-module and --diffusers-unet: give one model, not both")
+        stray = (["digits-model"] if args.digits_model else []) + digit_flags
+        if stray:
+            raise DifflabError(f"--{stray[0]} only applies to the digit model")
+    if args.weights and not args.unet_module:
+        raise DifflabError("--weights goes with --unet-module FILE.py:CLASS")
+    if args.unet_module:
+        if not args.weights:
+            raise DifflabError("--unet-module needs --weights FILE")
+        return loaders.load_user_unet(args.unet_module, args.weights, args.unet_kwargs, args.weights_key)
+    if args.diffusers_unet:
+        return loaders.load_diffusers_unet(args.diffusers_unet)
+    return loaders.load_digits(args.digits_model, 0 if args.digit is None else args.digit,
+                               args.domain or "mnistm", 3.0 if args.guidance is None else args.guidance)
+
+
+def _config(args) -> DDIMConfig:
+    cfg = DDIMConfig(**{k: getattr(args, k) for k in CONFIG_FLAGS if hasattr(args, k)})
+    cfg.check()
+    return cfg
+
+
+def _sample(args):
+    from difflab.ddim.run import sample_dir
+
+    cfg, model = _config(args), _model(args)
+    r = sample_dir(args.noise_dir, args.out_dir, model, cfg, args.overwrite)
+    n = len(r["stems"])
+    print(f"{model.description}: {n} images, {r['steps']} steps, eta {cfg.eta:g} -> {args.out_dir}")
+    print(f"time: {r['seconds']:.2f} s ({r['seconds'] / n:.3f} s/image)")
+
+
+def _mse(args):
+    from difflab.ddim.mse import compare_dirs
+
+    rows = compare_dirs(args.out_dir, args.gt_dir)
+    print(f"{'image':<12}{'MSE (0-255 scale)':>20}{'MSE (0-1 scale)':>20}")
+    for stem, m255, m1 in rows:
+        print(f"{stem:<12}{m255:>20.6f}{m1:>20.3e}")
+    mean255 = sum(r[1] for r in rows) / len(rows)
+    print(f"{'mean':<12}{mean255:>20.6f}{mean255 / 255**2:>20.3e}")
+
+
+def _eta_grid(args):
+    from difflab.ddim.run import eta_grid, starting_noise
+    from difflab.io import prepare_output_dir
+    from difflab.viz import save_image
+
+    cfg, model = _config(args), _model(args)
+    stems, noise = starting_noise(model, args.noise_dir, args.columns, cfg.seed, args.shape)
+    image = eta_grid(model, cfg, args.etas, stems, noise)
+    out = prepare_output_dir(args.out_dir, args.overwrite) / "eta_grid.png"
+    save_image(image, out)
+    print(out)
+
+
+def _interpolate(args):
+    import csv
+    import io
+
+    from difflab.ddim.interpolate import interpolate, save_norms_plot
+    from difflab.ddim.noise import load_noise_file
+    from difflab.ddim.run import starting_noise
+    from difflab.io import atomic_path, prepare_output_dir
+    from difflab.viz import save_image
+
+    cfg, model = _config(args), _model(args)
+    if (args.noise_a is None) != (args.noise_b is None):
+        raise DifflabError("--noise-a and --noise-b go together (or give neither to draw both from --seed)")
+    if args.noise_a is not None:
+        x0 = load_noise_file(args.noise_a, model.sample_shape)
+        x1 = load_noise_file(args.noise_b, model.sample_shape)
+        if x0.shape != x1.shape:
+            raise DifflabError(f"{args.noise_b}: shape {tuple(x1.shape)} differs from {tuple(x0.shape)}")
+    else:
+        x0, x1 = starting_noise(model, None, 2, cfg.seed, args.shape)[1]
+    if args.num < 2:
+        raise DifflabError(f"--num must be at least 2, got {args.num}")
+    alphas = [round(i / (args.num - 1), 6) for i in range(args.num)]
+    image, norms = interpolate(model, cfg, x0, x1, alphas)
+    out = prepare_output_dir(args.out_dir, args.overwrite)
+    save_image(image, out / "interpolation.png")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["alpha", "slerp_norm", "lerp_norm", "sqrt_D"])
+    dim = x0.numel()
+    for a, s, l in norms:
+        w.writerow([f"{a:.2f}", f"{s:.4f}", f"{l:.4f}", f"{dim ** 0.5:.4f}"])
+    with atomic_path(out / "norms.csv") as tmp:
+        tmp.write_text(buf.getvalue())
+    save_norms_plot(norms, dim, out / "norms.png")
+    print(f"noise norms (a standard Gaussian in D={dim} dims sits near sqrt(D) = {dim ** 0.5:.2f}):")
+    print(f"{'alpha':>6}{'|slerp|':>10}{'|lerp|':>10}")
+    for a, s, l in norms:
+        print(f"{a:>6.2f}{s:>10.2f}{l:>10.2f}")
+    print(f"wrote {out}/interpolation.png, norms.csv, norms.png")
+
+
+def _invert(args):
+    from difflab.ddim.run import invert_dir
+
+    cfg, model = _config(args), _model(args)
+    r = invert_dir(args.images_dir, args.out_dir, model, cfg, args.overwrite)
+    print(f"{model.description}: inverted {len(r['stems'])} images at {cfg.steps} steps -> {args.out_dir}")
+    print(f"{'image':<12}{'recon MSE (0-1)':>18}{'noise std':>12}")
+    for stem, m, s in zip(r["stems"], r["mse"], r["noise_std"]):
+        print(f"{stem:<12}{m:>18.3e}{s:>12.3f}")
+    print(f"{'mean':<12}{sum(r['mse']) / len(r['mse']):>18.3e}")
+    print(f"time: {r['seconds']:.2f} s (inversion + re-sampling); "
+          f"reconstructions in {args.out_dir}/reconstructed")
+
+
+def _noise(args):
+    from difflab.ddim.noise import make_noise, save_noise, stem_names
+    from difflab.io import prepare_output_dir
+
+    x = make_noise(args.count, tuple(args.shape), args.seed)
+    out = prepare_output_dir(args.out_dir, args.overwrite)
+    for stem, z in zip(stem_names(args.count), x):
+        save_noise(out / f"{stem}.pt", z)
+    print(f"{args.count} noise tensors (1, {', '.join(map(str, args.shape))}) -> {out}")
+
+
+def _add_model(p):
+    g = p.add_argument_group("model (default: the shipped digit model)")
+    g.add_argument("--digits-model", metavar="PATH", help="a difflab digit checkpoint (default: shipped)")
+    g.add_argument("--digit", type=int, help="digit 0-9 for the digit model (default 0)")
+    g.add_argument("--domain", choices=["mnistm", "svhn"], help="digit model domain (default mnistm)")
+    g.add_argument("--guidance", type=float, help="classifier-free guidance for the digit model (default 3)")
+    g.add_argument("--unet-module", metavar="FILE.py:CLASS", help="your model class, e.g. UNet.py:UNet")
+    g.add_argument("--weights", metavar="FILE", help="its state dict (.pt/.pth/.safetensors)")
+    g.add_argument("--unet-kwargs", metavar="JSON", help="constructor arguments as a JSON object")
+    g.add_argument("--weights-key", help="key holding the state dict (default: ema, state_dict, model)")
+    g.add_argument("--diffusers-unet", metavar="DIR", help="a diffusers UNet2DModel folder (needs diffusers)")
+
+
+def _add_sampler(p, eta: bool = True, pixels: bool = True):
+    g = p.add_argument_group("DDIM")
+    g.add_argument("--steps", type=int, default=D.steps)
+    g.add_argument("--spacing", choices=["leading", "trailing", "linspace"], default=D.spacing)
+    g.add_argument("--offset", type=int, default=D.offset, help="added to leading timesteps (1: 981..1)")
+    if eta:
+        g.add_argument("--eta", type=float, default=D.eta, help="0 = deterministic, 1 = DDPM-like")
+    g.add_argument("--clip-x0", type=float, default=D.clip_x0, metavar="C",
+                   help="clip predicted x0 to [-C, C] (default: no clipping)")
+    g.add_argument("--final-alpha", choices=FINAL_ALPHAS, default=D.final_alpha,
+                   help="alpha_bar after the last step: 1.0 (one) or alpha_bar[0] (first)")
+    g.add_argument("--beta-schedule", choices=["linear", "scaled_linear", "cosine"],
+                   help="default: the model's own, else linear")
+    g.add_argument("--beta-start", type=float, help="default: the model's, else 1e-4")
+    g.add_argument("--beta-end", type=float, help="default: the model's, else 0.02")
+    g.add_argument("--train-timesteps", type=int, help="T (default: the model's, else 1000)")
+    g.add_argument("--batch-size", type=int, default=D.batch_size)
+    g.add_argument("--seed", type=int, default=D.seed, help="seeds the noise for eta > 0 (and drawn noise)")
+    if pixels:
+        g.add_argument("--to-pixels", choices=PIXEL_MODES, default=D.to_pixels,
+                       help="clamp: (x+1)/2 clipped; minmax: each image scaled to its own min..max")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ddim = sub.add_parser("ddim", help="DDIM from given noise, MSE vs ground truth, eta grid, slerp, invert")
+    s = ddim.add_subparsers(dest="ddim_command", required=True)
+
+    p = s.add_parser("sample", help="NOISE_DIR/<stem>.pt -> OUT_DIR/<stem>.png")
+    p.add_argument("noise_dir")
+    p.add_argument("out_dir")
+    _add_model(p)
+    _add_sampler(p)
+    p.set_defaults(func=_sample)
+
+    p = s.add_parser("mse", help="per-image MSE between OUT_DIR and GT_DIR (0-255 and 0-1 scales)")
+    p.add_argument("out_dir")
+    p.add_argument("gt_dir")
+    p.set_defaults(func=_mse)
+
+    p = s.add_parser("eta-grid", help="OUT_DIR/eta_grid.png: rows eta, columns noise 00..03")
+    p.add_argument("out_dir")
+    p.add_argument("--etas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    p.add_argument("--noise-dir", help="take the first --columns noises here (default: draw from --seed)")
+    p.add_argument("--columns", type=int, default=4)
+    p.add_argument("--shape", type=int, nargs=3, metavar=("C", "H", "W"), help="noise size if drawn")
+    _add_model(p)
+    _add_sampler(p, eta=False)
+    p.set_defaults(func=_eta_grid)
+
+    p = s.add_parser("interpolate", help="slerp vs lerp between two noises: strip PNG + noise norms")
+    p.add_argument("out_dir")
+    p.add_argument("--noise-a", help="first noise .pt (default: draw both from --seed)")
+    p.add_argument("--noise-b", help="second noise .pt")
+    p.add_argument("--num", type=int, default=11, help="alphas 0, 1/(num-1), ..., 1 (default 11: step 0.1)")
+    p.add_argument("--shape", type=int, nargs=3, metavar=("C", "H", "W"), help="noise size if drawn")
+    _add_model(p)
+    _add_sampler(p)
+    p.set_defaults(func=_interpolate)
+
+    p = s.add_parser("invert", help="IMAGES_DIR -> noise (.pt) by the DDIM ODE, plus round-trip MSE")
+    p.add_argument("images_dir")
+    p.add_argument("out_dir")
+    _add_model(p)
+    _add_sampler(p, eta=False, pixels=False)
+    p.set_defaults(func=_invert)
+
+    p = s.add_parser("noise", help="write COUNT standard-normal noise files OUT_DIR/00.pt ...")
+    p.add_argument("out_dir")
+    p.add_argument("--count", type=int, default=10)
+    p.add_argument("--shape", type=int, nargs=3, default=[3, 28, 28], metavar=("C", "H", "W"))
+    p.add_argument("--seed", type=int, default=D.seed)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_noise)

@@ -1,0 +1,73 @@
+"""Settings of the DDIM job: one dataclass, from which the CLI takes its defaults."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from difflab.errors import DifflabError
+
+PIXEL_MODES = ("clamp", "minmax")
+FINAL_ALPHAS = ("one", "first")  # alpha_bar after the last step: 1.0, or alpha_bar[0]
+# the schedule the issue names as default (DDPM's), used when neither the user nor the model says
+DEFAULT_SCHEDULE = {"kind": "linear", "num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 2e-2}
+
+
+@dataclass
+class DDIMConfig:
+    steps: int = 50
+    spacing: str = "leading"  # leading | trailing | linspace (diffusers' names)
+    offset: int = 0  # added to leading timesteps (diffusers' steps_offset): 1 gives 981, 961, ..., 1
+    eta: float = 0.0
+    clip_x0: float | None = None  # clip predicted x0 to [-c, c]; None = no clipping
+    final_alpha: str = "one"
+    # None = take it from the model file if it records one, else DEFAULT_SCHEDULE
+    beta_schedule: str | None = None
+    beta_start: float | None = None
+    beta_end: float | None = None
+    train_timesteps: int | None = None
+    batch_size: int = 16
+    seed: int = 0
+    to_pixels: str = "clamp"
+
+    def check(self) -> None:
+        if not (isinstance(self.eta, (int, float)) and 0.0 <= self.eta <= 1.0):
+            raise DifflabError(f"--eta must be in [0, 1], got {self.eta}")
+        if self.steps < 1:
+            raise DifflabError(f"--steps must be at least 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise DifflabError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.clip_x0 is not None and not (math.isfinite(self.clip_x0) and self.clip_x0 > 0):
+            raise DifflabError(f"--clip-x0 must be a positive number, got {self.clip_x0}")
+        if self.to_pixels not in PIXEL_MODES:
+            raise DifflabError(f"--to-pixels must be one of {', '.join(PIXEL_MODES)}, got {self.to_pixels!r}")
+        if self.final_alpha not in FINAL_ALPHAS:
+            raise DifflabError(f"--final-alpha must be one of {', '.join(FINAL_ALPHAS)}, "
+                               f"got {self.final_alpha!r}")
+
+    def schedule(self, model_schedule: dict | None = None):
+        """The NoiseSchedule: each field from the user if set, else from the model file, else the default."""
+        from difflab.schedule import NoiseSchedule
+
+        s = {**DEFAULT_SCHEDULE, **(model_schedule or {})}
+        for key, value in (("kind", self.beta_schedule), ("beta_start", self.beta_start),
+                           ("beta_end", self.beta_end), ("num_train_timesteps", self.train_timesteps)):
+            if value is not None:
+                s[key] = value
+        if s["num_train_timesteps"] < 1:
+            raise DifflabError(f"--train-timesteps must be at least 1, got {s['num_train_timesteps']}")
+        if not 0 < s["beta_start"] <= s["beta_end"] < 1:
+            raise DifflabError(f"betas must satisfy 0 < beta_start <= beta_end < 1, got "
+                               f"{s['beta_start']}..{s['beta_end']}")
+        return NoiseSchedule(**s)
+
+    def sampler(self, schedule, eta: float | None = None):
+        """A DDIMSampler with these settings (eta overridable, for the eta grid and inversion)."""
+        from difflab.sampling import DDIMSampler
+
+        self.check()
+        eta = self.eta if eta is None else eta
+        if not 0.0 <= eta <= 1.0:
+            raise DifflabError(f"eta must be in [0, 1], got {eta}")
+        return DDIMSampler(schedule, steps=self.steps, spacing=self.spacing, offset=self.offset, eta=eta,
+                           clip_x0=self.clip_x0, final_alpha_one=self.final_alpha == "one")

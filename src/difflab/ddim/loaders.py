@@ -1,0 +1,272 @@
+"""Pretrained epsilon-prediction UNets behind one interface: `eps = model(x_t, t)`.
+
+x_t: (B, C, H, W) float32 on the [-1, 1] image scale (noisy); t: int timestep in [0, T).
+Three sources: our digit checkpoint (+ digit/domain/guidance), a user's own model file + weights, and
+a diffusers `UNet2DModel` folder (diffusers imported only then).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import json
+import pickle
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from difflab.errors import DifflabError
+
+STATE_KEYS = ("ema", "state_dict", "model")  # wrappers we unwrap, EMA first: the weights meant for sampling
+
+
+@dataclass
+class EpsModel:
+    """A noise-prediction network as `eps = model(x_t, t)`; see the module docstring for shapes."""
+
+    fn: Callable[[torch.Tensor, int], torch.Tensor]
+    description: str
+    sample_shape: tuple[int, int, int] | None = None  # (C, H, W) the network takes, if known
+    schedule: dict | None = None  # NoiseSchedule kwargs the weights were trained with, if recorded
+    net: torch.nn.Module | None = None
+
+    def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
+        return self.fn(x_t, t)
+
+
+def _check_output(out, x: torch.Tensor, what: str) -> torch.Tensor:
+    """Unwrap tuple/`.sample` outputs; take eps from learned-variance models (2C channels: eps, var)."""
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    out = getattr(out, "sample", out)
+    if not isinstance(out, torch.Tensor):
+        raise DifflabError(f"{what}: forward returned {type(out).__name__}, expected a tensor")
+    if out.dim() == 4 and out.shape[1] == 2 * x.shape[1] and out.shape[2:] == x.shape[2:]:
+        out = out[:, : x.shape[1]]  # improved/guided-diffusion layout: [eps, variance interpolation]
+    if out.shape != x.shape:
+        raise DifflabError(f"{what}: output shape {tuple(out.shape)} != input shape {tuple(x.shape)} "
+                           "(is it an epsilon-prediction UNet for this noise size?)")
+    return out.float()
+
+
+# ---------------------------------------------------------------- our digit model
+
+def load_digits(path=None, digit: int = 0, domain: str = "mnistm", guidance: float = 3.0) -> EpsModel:
+    """Our digit checkpoint (default: the shipped weights) conditioned on one digit and domain, with
+    classifier-free guidance `guidance` (0 = unconditional, 1 = conditional, > 1 = guided)."""
+    from difflab.data import DOMAINS
+    from difflab.digits.model_io import DEFAULT_MODEL, load_digit_model
+    from difflab.sampling import cfg_eps_fn
+
+    if not 0 <= digit <= 9:
+        raise DifflabError(f"--digit must be in 0..9, got {digit}")
+    if domain not in DOMAINS:
+        raise DifflabError(f"--domain must be one of {', '.join(DOMAINS)}, got {domain!r}")
+    if not guidance >= 0:
+        raise DifflabError(f"--guidance must be >= 0, got {guidance}")
+    path = Path(path or DEFAULT_MODEL)
+    if not path.is_file():
+        hint = " (shipped weights not built yet: pass --digits-model)" if path == DEFAULT_MODEL else ""
+        raise DifflabError(f"{path}: model file not found{hint}")
+    model, schedule, _ = load_digit_model(path)
+    fns: dict[int, Callable] = {}  # cfg_eps_fn is built for one batch size: keep one per size seen
+
+    def fn(x: torch.Tensor, t: int) -> torch.Tensor:
+        B = x.shape[0]
+        if B not in fns:
+            fns[B] = cfg_eps_fn(model, torch.full((B,), digit), torch.full((B,), DOMAINS.index(domain)),
+                                guidance)
+        return fns[B](x, t)
+
+    sched = {"kind": schedule.kind, "num_train_timesteps": schedule.num_train_timesteps,
+             "beta_start": schedule.beta_start, "beta_end": schedule.beta_end}
+    return EpsModel(fn, f"digits model {path.name}: digit {digit}, {domain}, guidance {guidance:g}",
+                    (model.config.in_channels, 28, 28), sched, model)
+
+
+# ---------------------------------------------------------------- a user's model file + weights
+
+def _import_class(spec: str):
+    file, sep, name = spec.rpartition(":")
+    if not sep or not file or not name:
+        raise DifflabError(f"--unet-module must look like path/to/file.py:ClassName, got {spec!r}")
+    path = Path(file)
+    if not path.is_file():
+        raise DifflabError(f"{path}: model file not found")
+    # a unique module name per file, so two user files both called UNet.py do not collide
+    mod_name = f"difflab_user_{path.stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    mod_spec = importlib.util.spec_from_file_location(mod_name, path)
+    if mod_spec is None or mod_spec.loader is None:
+        raise DifflabError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(mod_spec)
+    sys.modules[mod_name] = module  # dataclasses and pickling look modules up here
+    sys.path.insert(0, str(path.resolve().parent))  # so the file can import its sibling modules
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as e:  # user code: any error becomes one line naming the file
+        sys.modules.pop(mod_name, None)
+        raise DifflabError(f"{path}: importing it failed ({type(e).__name__}: {e})") from None
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    cls = getattr(module, name, None)
+    if not inspect.isclass(cls):
+        found = sorted(k for k, v in vars(module).items()
+                       if inspect.isclass(v) and issubclass(v, torch.nn.Module) and v.__module__ == mod_name)
+        raise DifflabError(f"{path}: no class {name!r} in this file (nn.Module classes found: "
+                           f"{', '.join(found) or 'none'})")
+    if not issubclass(cls, torch.nn.Module):
+        raise DifflabError(f"{path}: {name} is not a torch.nn.Module")
+    return cls
+
+
+def _read_state(path: Path, key: str | None) -> tuple[dict[str, torch.Tensor], str]:
+    """Load weights -> (state dict, where in the file it came from)."""
+    if not path.is_file():
+        raise DifflabError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path)), "safetensors"
+        except (SafetensorError, OSError, ValueError) as e:
+            raise DifflabError(f"{path}: not a readable safetensors file ({e})") from None
+    try:
+        # weights_only: a weights file must not run code when read (the model file is the code)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise DifflabError(f"{path}: not a loadable state dict ({str(e).splitlines()[0]}); save "
+                           "model.state_dict() with torch.save") from None
+    where = "top level"
+    if isinstance(obj, dict) and key is not None:
+        if key not in obj:
+            raise DifflabError(f"{path}: no key {key!r} (keys: {', '.join(map(str, list(obj)[:10]))})")
+        obj, where = obj[key], f"key {key!r}"
+    elif isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        for k in STATE_KEYS:
+            if isinstance(obj.get(k), dict):
+                obj, where = obj[k], f"key {k!r}"
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DifflabError(f"{path}: {where} is not a state dict of tensors (expected a plain state "
+                           f"dict or a dict with one of the keys {', '.join(STATE_KEYS)}; or pass "
+                           "--weights-key)")
+    return obj, where
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor], own: set[str]) -> dict[str, torch.Tensor]:
+    # DataParallel/DDP save 'module.x', torch.compile '_orig_mod.x': drop a prefix every key carries
+    for prefix in ("module.", "_orig_mod."):
+        if all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in own):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_state(net: torch.nn.Module, state: dict[str, torch.Tensor], path) -> None:
+    """Strict load that names missing and unexpected keys and the first shape mismatch in one line."""
+    own = net.state_dict()
+    state = _strip_prefixes(state, set(own))
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        def show(keys):
+            return f"{len(keys)} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})"
+
+        parts = [f"missing keys {show(missing)}"] if missing else []
+        parts += [f"unexpected keys {show(unexpected)}"] if unexpected else []
+        if wrong:
+            k = wrong[0]
+            parts.append(f"shape mismatch at {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                         + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+        raise DifflabError(f"{path}: weights do not match the model class: {'; '.join(parts)}")
+    net.load_state_dict(state)
+
+
+def load_user_unet(spec: str, weights, kwargs_json: str | None = None, weights_key: str | None = None
+                   ) -> EpsModel:
+    """`spec` = 'path/to/UNet.py:UNet': import the file, build the class with no arguments or with the
+    JSON object `kwargs_json`, load the state dict. The network is called as net(x_t, t) with t a
+    (B,) int64 tensor."""
+    cls = _import_class(spec)
+    try:
+        kwargs = json.loads(kwargs_json) if kwargs_json else {}
+    except json.JSONDecodeError as e:
+        raise DifflabError(f"--unet-kwargs is not valid JSON ({e})") from None
+    if not isinstance(kwargs, dict):
+        raise DifflabError(f"--unet-kwargs must be a JSON object like '{{\"ch\": 64}}', got {kwargs_json}")
+    try:
+        net = cls(**kwargs)
+    except Exception as e:  # user code
+        raise DifflabError(f"{spec}: building {cls.__name__}(**{kwargs}) failed "
+                           f"({type(e).__name__}: {e})") from None
+    path = Path(weights)
+    state, where = _read_state(path, weights_key)
+    load_state(net, state, path)
+    net.eval()
+
+    def fn(x: torch.Tensor, t: int) -> torch.Tensor:
+        out = net(x, torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device))
+        return _check_output(out, x, spec)
+
+    return EpsModel(fn, f"{cls.__name__} from {path.name} ({where})", None, None, net)
+
+
+# ---------------------------------------------------------------- a diffusers UNet2DModel folder
+
+SCHEDULES = {"linear": "linear", "scaled_linear": "scaled_linear", "squaredcos_cap_v2": "cosine"}
+
+
+def _scheduler_config(folder: Path) -> dict | None:
+    """The training schedule from a scheduler_config.json beside the UNet (hub layouts), if any."""
+    for f in (folder / "scheduler_config.json", folder.parent / "scheduler" / "scheduler_config.json"):
+        if f.is_file():
+            try:
+                c = json.loads(f.read_text())
+            except (json.JSONDecodeError, OSError) as e:
+                raise DifflabError(f"{f}: not readable JSON ({e})") from None
+            if c.get("prediction_type", "epsilon") != "epsilon":
+                raise DifflabError(f"{f}: prediction_type {c['prediction_type']!r}; only epsilon models work")
+            kind = c.get("beta_schedule", "linear")
+            if kind not in SCHEDULES:
+                raise DifflabError(f"{f}: beta_schedule {kind!r} is not supported ({', '.join(SCHEDULES)})")
+            return {"kind": SCHEDULES[kind], "num_train_timesteps": c.get("num_train_timesteps", 1000),
+                    "beta_start": c.get("beta_start", 1e-4), "beta_end": c.get("beta_end", 2e-2)}
+    return None
+
+
+def load_diffusers_unet(folder) -> EpsModel:
+    """A `UNet2DModel.save_pretrained` folder (config.json + weights), or a pipeline folder with unet/."""
+    folder = Path(folder)
+    if (folder / "unet" / "config.json").is_file():
+        folder = folder / "unet"
+    if not (folder / "config.json").is_file():
+        raise DifflabError(f"{folder}: model file not found (no config.json: not a diffusers model folder)")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (json.JSONDecodeError, OSError) as e:
+        raise DifflabError(f"{folder / 'config.json'}: not readable JSON ({e})") from None
+    if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
+        raise DifflabError(f"{folder}: a {config['_class_name']}, but only UNet2DModel (unconditional) works")
+    if config.get("num_class_embeds") or config.get("class_embed_type"):
+        raise DifflabError(f"{folder}: class-conditional UNet2DModel is not supported")
+    try:
+        from diffusers import UNet2DModel
+    except ImportError:
+        raise DifflabError("loading a diffusers UNet needs diffusers: pip install 'difflab[sd]'") from None
+    try:
+        net = UNet2DModel.from_pretrained(str(folder), local_files_only=True).eval()
+    except (OSError, ValueError, RuntimeError) as e:
+        raise DifflabError(f"{folder}: cannot load the UNet2DModel ({str(e).splitlines()[0]})") from None
+    size, C = net.config.sample_size, net.config.in_channels
+    shape = None if size is None else (C, size, size) if isinstance(size, int) else (C, *tuple(size))
+
+    def fn(x: torch.Tensor, t: int) -> torch.Tensor:
+        out = net(x, torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device))
+        return _check_output(out, x, str(folder))
+
+    return EpsModel(fn, f"diffusers UNet2DModel {folder.name}", shape, _scheduler_config(folder), net)
