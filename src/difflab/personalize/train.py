@@ -106,7 +106,7 @@ class EmbeddingTrainer:
         """VAE posterior of every photo and its mirror: mean, std each (n, 2, 4, R/8, R/8)."""
         means, stds = [], []
         for a in images:
-            x = torch.from_numpy(a).permute(2, 0, 1).float().div(127.5).sub(1)[None]
+            x = torch.from_numpy(np.array(a)).permute(2, 0, 1).float().div(127.5).sub(1)[None]
             x = torch.cat([x, x.flip(-1)]).to(self.device, self.vae.dtype)
             dist = self.vae.encode(x).latent_dist
             means.append(dist.mean.float().cpu())

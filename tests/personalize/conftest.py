@@ -1,0 +1,61 @@
+"""Fixtures for the textual-inversion tests: one tiny random SD folder (real CLIP tokenizer), photos.
+
+The SD folder is written once per session with `save_pretrained` and every test loads it back through
+our loader (`load_sd`), so each test gets a fresh pipeline it may modify (add tokens, train rows).
+"""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Run these tiny-model tests on one thread, then restore the suite's setting.
+
+    Measured here with the 2 cores shared by other jobs: with 2 threads, tests/personalize/test_train.py took
+    115 s; with 1 thread, 22 s (each tiny op is too small to split, and a busy core stalls the other).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory):
+    from difflab.personalize.tiny import save_tiny_sd
+
+    return save_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture
+def pipe(tiny_sd_dir):
+    from difflab.personalize.sd import load_sd
+
+    return load_sd(tiny_sd_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def photos_dir(tmp_path_factory):
+    """Three in-wheel colour photos of different sizes (one not square)."""
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("chelsea", "coffee", "astronaut"):
+        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    from difflab.clip.tiny import save_tiny_clip
+
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
