@@ -80,7 +80,7 @@ def _mask(where: str, h: int, w: int) -> torch.Tensor:
         if not Path(where).is_file():
             raise DifflabError(f"{where}: mask must be one of {', '.join(NAMED)} or an image file")
         gray = load_image(where, mode="L")  # (H, W, ...) uint8; resized by area so thin edges stay soft
-        m = torch.from_numpy(np.asarray(Image.fromarray(gray.squeeze()).resize((w, h), Image.BOX))).float() / 255
+        m = torch.from_numpy(np.array(Image.fromarray(gray.squeeze()).resize((w, h), Image.BOX))).float() / 255
     return m
 
 
