@@ -1,0 +1,248 @@
+"""DDIM: parity with diffusers, sampler overhead, and the inversion round trip on our digit model.
+
+1. parity: our DDIMSampler vs diffusers' DDIMScheduler, full 50-step runs in float32 on the digit model
+   (CFG, guidance 3), batch 10, same x_T and (eta > 0) the same variance noise; max |difference|.
+2. overhead: wall time of a 50-step run / time of the same 50 UNet forward passes alone, batch 10, a
+   randomly initialised default ConditionalUNet() (the cost of the trained one) under inference_mode;
+   diffusers' DDIMScheduler loop on the same model in the same rounds; rounds interleaved, medians.
+   Also the scheduler alone (eps from a lookup instead of a network), in microseconds per step.
+3. inversion: images sampled from the digit model (50 steps, guidance 3, saved to uint8 like PNGs), inverted
+   at 50 steps with their own labels, re-sampled; reconstruction MSE on the 0-1 scale. Also for the older
+   convention (eps evaluated at the current, lower timestep) to justify the one in DDIMSampler.invert.
+
+    nice -n 19 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ddim.py [--digits-model PATH]
+Writes benchmarks/results/ddim.json and prints tables. Without trained weights (the shipped file or
+--digits-model), parity and inversion use a random model with its zero-initialised layers randomised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+MALLOC = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296",
+          "MALLOC_TOP_PAD_": "1073741824"}
+if any(os.environ.get(k) != v for k, v in MALLOC.items()):  # glibc settings only act at process start
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC})
+
+import torch  # noqa: E402
+
+from difflab.digits.model_io import DEFAULT_MODEL, load_digit_model  # noqa: E402
+from difflab.io import to_uint8  # noqa: E402
+from difflab.models.unet import ConditionalUNet  # noqa: E402
+from difflab.sampling import DDIMSampler, cfg_eps_fn  # noqa: E402
+from difflab.schedule import NoiseSchedule  # noqa: E402
+
+
+def digit_model(path):
+    """(model, description): trained weights if there are any, else a random model that is not trivial."""
+    path = Path(path) if path else DEFAULT_MODEL
+    if path.is_file():
+        return load_digit_model(path)[0], f"trained: {path}"
+    torch.manual_seed(0)
+    model = ConditionalUNet().eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # zero-initialised output layers would make eps == 0 and parity trivial
+        for p in model.parameters():
+            if p.ndim > 1 and not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return model, "random ConditionalUNet() (no trained weights found)"
+
+
+def labels(n):
+    return torch.arange(n) % 10, torch.zeros(n, dtype=torch.long)
+
+
+def parity(model, batch, steps):
+    from diffusers import DDIMScheduler
+
+    digits, domains = labels(batch)
+    eps_fn = cfg_eps_fn(model, digits, domains, 3.0)
+    g = torch.Generator().manual_seed(0)
+    x_T = torch.randn(batch, 3, 28, 28, generator=g)
+    noises = [torch.randn(batch, 3, 28, 28, generator=g) for _ in range(steps)]
+    cases = [(sp, eta, None, True, 0) for sp in ("leading", "trailing", "linspace") for eta in (0.0, 1.0)]
+    cases += [("leading", 0.0, 1.0, False, 1), ("leading", 0.5, 1.0, False, 1)]
+    rows = []
+    for spacing, eta, clip, alpha_one, offset in cases:
+        ours = DDIMSampler(NoiseSchedule(), steps, spacing, offset, eta, clip, alpha_one)
+        ref = DDIMScheduler(clip_sample=clip is not None, set_alpha_to_one=alpha_one, steps_offset=offset,
+                            timestep_spacing=spacing)
+        ref.set_timesteps(steps)
+        with torch.inference_mode():
+            got = ours.sample(eps_fn, x_T, variance_noise=noises if eta > 0 else None)
+            x = x_T
+            for i, t in enumerate(ref.timesteps):
+                x = ref.step(eps_fn(x, int(t)), t, x, eta=eta, variance_noise=noises[i] if eta > 0 else None
+                             ).prev_sample
+        diff = float((got - x).abs().max())
+        rows.append({"spacing": spacing, "offset": offset, "eta": eta, "clip_x0": clip,
+                     "final_alpha_one": alpha_one, "max_abs_diff": diff, "bound": 1e-6 if eta == 0 else 1e-4,
+                     "sample_abs_max": float(x.abs().max())})
+        print(f"  parity {spacing:<8} offset {offset} eta {eta:<4} clip {clip!s:<4} "
+              f"alpha_one {alpha_one!s:<5} max|diff| = {diff:.3g}")
+    return rows
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def overhead(batch, steps, rounds):
+    from diffusers import DDIMScheduler
+
+    torch.manual_seed(0)
+    model = ConditionalUNet().eval()  # random init: same cost as the trained one
+    digits, domains = labels(batch)
+
+    net_s = [0.0]  # time inside the network during the current run
+
+    def eps_fn(x, t):
+        t0 = time.perf_counter()
+        out = model(x, torch.full((batch,), t, dtype=torch.long), digits, domains)
+        net_s[0] += time.perf_counter() - t0
+        return out
+
+    x_T = torch.randn(batch, 3, 28, 28, generator=torch.Generator().manual_seed(1))
+    ours = {eta: DDIMSampler(NoiseSchedule(), steps, eta=eta) for eta in (0.0, 1.0)}
+    ref = DDIMScheduler(clip_sample=False)
+    ref.set_timesteps(steps)
+    ts = ours[0.0].timesteps.tolist()
+
+    def forwards():
+        for t in ts:
+            eps_fn(x_T, t)
+
+    def diffusers_loop(eta, f=eps_fn):
+        x, g = x_T, torch.Generator().manual_seed(2)
+        for t in ref.timesteps:
+            x = ref.step(f(x, int(t)), t, x, eta=eta, generator=g if eta > 0 else None).prev_sample
+
+    def ours_loop(eta, f=eps_fn):
+        ours[eta].sample(f, x_T, torch.Generator().manual_seed(2))
+
+    runs = {"forwards": forwards, "ours_eta0": lambda: ours_loop(0.0), "ours_eta1": lambda: ours_loop(1.0),
+            "diffusers_eta0": lambda: diffusers_loop(0.0), "diffusers_eta1": lambda: diffusers_loop(1.0)}
+    times = {k: [] for k in runs}
+    inner = {k: [] for k in runs}  # wall / network time within the same run: robust to background load
+    with torch.inference_mode():
+        forwards()  # warm-up
+        for r in range(rounds):
+            names = list(runs)
+            for k in names[r % len(names):] + names[:r % len(names)]:  # rotate to spread drifts evenly
+                net_s[0] = 0.0
+                times[k].append(timed(runs[k]))
+                inner[k].append(times[k][-1] / net_s[0])
+            print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+        # the scheduler alone: eps from a table, so only the update maths and loop remain
+        table = {t: torch.randn(batch, 3, 28, 28) for t in ts}
+
+        def lookup(x, t):
+            return table[t]
+
+        alone = {}
+        for name, fn in (("ours_eta0", lambda: ours_loop(0.0, lookup)),
+                         ("ours_eta1", lambda: ours_loop(1.0, lookup)),
+                         ("diffusers_eta0", lambda: diffusers_loop(0.0, lookup)),
+                         ("diffusers_eta1", lambda: diffusers_loop(1.0, lookup))):
+            fn()
+            alone[name] = min(timed(fn) for _ in range(30)) / steps * 1e6
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = {k: statistics.median([a / f for a, f in zip(v, times["forwards"])]) for k, v in times.items()
+             if k != "forwards"}
+    return {"batch": batch, "steps": steps, "rounds": rounds, "times_s": times, "median_s": med,
+            "ratio_to_forwards_median": ratio,
+            "ratio_wall_to_network_in_run_median": {k: statistics.median(v) for k, v in inner.items()},
+            "scheduler_only_us_per_step": alone}
+
+
+def inversion(model, n, steps, guidance):
+    digits, domains = labels(n)
+    eps_fn = cfg_eps_fn(model, digits, domains, guidance)
+    s = DDIMSampler(NoiseSchedule(), steps)
+    with torch.inference_mode():
+        x = s.sample(eps_fn, torch.randn(n, 3, 28, 28, generator=torch.Generator().manual_seed(3)))
+        x0 = torch.from_numpy(to_uint8(x)).permute(0, 3, 1, 2).float() / 127.5 - 1  # as read from PNG
+        out = {}
+        for name, inv in (("target_timestep (ours, = diffusers DDIMInverseScheduler)", s.invert),
+                          ("current_timestep (older variant)", lambda f, y: invert_at_current(s, f, y))):
+            z = inv(eps_fn, x0)
+            recon = ((s.sample(eps_fn, z) + 1) / 2).clamp(0, 1)
+            out[name] = {"mse_0_1": float((recon - (x0 + 1) / 2).pow(2).mean()), "noise_std": float(z.std())}
+            print(f"  inversion guidance {guidance:g} {name}: MSE(0-1) = {out[name]['mse_0_1']:.3e}, "
+                  f"noise std {out[name]['noise_std']:.3f}")
+    return out
+
+
+def invert_at_current(s: DDIMSampler, eps_fn, x):
+    for t in s.timesteps.flip(0).tolist():
+        t_prev = s.prev_timestep(t)
+        a_t, a_prev = s._alpha(t), s._alpha(t_prev)
+        eps = eps_fn(x, max(t_prev, 0))
+        x = a_t**0.5 * (x - (1 - a_prev) ** 0.5 * eps) / a_prev**0.5 + (1 - a_t) ** 0.5 * eps
+    return x
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--digits-model", default=None, help="trained digit weights (default: the shipped file)")
+    ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--invert-images", type=int, default=20)
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: parity,overhead,inversion")
+    ap.add_argument("--note", default="", help="what else ran on the machine (recorded in the JSON)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ddim.json"))
+    args = ap.parse_args()
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    model, desc = digit_model(args.digits_model)
+    print(f"digit model: {desc}; torch threads {torch.get_num_threads()}")
+    result = {"benchmark": "ddim", "digit_model": desc}
+    skip = set(filter(None, args.skip.split(",")))
+    if "parity" not in skip:
+        result["parity"] = parity(model, args.batch, args.steps)
+    if "overhead" not in skip:
+        result["overhead"] = o = overhead(args.batch, args.steps, args.rounds)
+        head = f"loop (batch {args.batch}, {args.steps} steps)"
+        print(f"\n{head:<26}{'median s':>10}{'/ forwards':>12}{'wall / net in run':>19}"
+              f"{'sched-only us/step':>20}")
+        for k, v in o["median_s"].items():
+            r = o["ratio_to_forwards_median"].get(k)
+            inner = o["ratio_wall_to_network_in_run_median"][k]
+            us = o["scheduler_only_us_per_step"].get(k)
+            print(f"{k:<26}{v:>10.3f}{(f'{r:.4f}' if r else '-'):>12}{inner:>19.4f}"
+                  f"{(f'{us:.1f}' if us else '-'):>20}")
+    if "inversion" not in skip:
+        result["inversion"] = {f"guidance_{w:g}": inversion(model, args.invert_images, args.steps, w)
+                               for w in (1.0, 3.0)}
+    result["machine"] = {"cpu": _cpu_name(), "cores": os.cpu_count(),
+                         "torch_threads": torch.get_num_threads(),
+                         "python": platform.python_version(), "torch": torch.__version__,
+                         "load_avg_at_start": load_start,
+                         "load_avg_at_end": [round(x, 2) for x in os.getloadavg()], "note": args.note}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nmachine: {result['machine']}\nwrote {out}")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()
