@@ -210,3 +210,13 @@ def test_bad_noise_and_output_folder(tmp_path, capsys, noise_dir, model_args):
     rc, _, err = run(capsys, "sample", noise_dir, tmp_path / "full", *model_args)
     assert rc == 2 and "--overwrite" in err and (tmp_path / "full" / "x.txt").exists()
     assert run(capsys, "sample", noise_dir, tmp_path / "full", *model_args, "--overwrite")[0] == 0
+
+
+def test_cli_defaults_are_the_config_defaults():
+    from difflab.cli import build_parser
+    from difflab.ddim.cli import CONFIG_FLAGS
+    from difflab.ddim.config import DDIMConfig
+
+    args = build_parser().parse_args(["ddim", "sample", "n", "o"])
+    d = DDIMConfig()
+    assert {k: getattr(args, k) for k in CONFIG_FLAGS} == {k: getattr(d, k) for k in CONFIG_FLAGS}

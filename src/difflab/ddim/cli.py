@@ -70,6 +70,8 @@ def _eta_grid(args):
     from difflab.io import prepare_output_dir
     from difflab.viz import save_image
 
+    if args.columns < 1:
+        raise DifflabError(f"--columns must be at least 1, got {args.columns}")
     cfg, model = _config(args), _model(args)
     stems, noise = starting_noise(model, args.noise_dir, args.columns, cfg.seed, args.shape)
     image = eta_grid(model, cfg, args.etas, stems, noise)
