@@ -14,24 +14,24 @@ def _run(capsys, *argv):
 
 def test_train_generate_score_compose(tmp_path, capsys, tiny_sd_dir, photos_dir, tiny_clip_dir):
     m = ["--model", tiny_sd_dir, "--device", "cpu"]
-    code, out, _ = _run(capsys, "ti", "train", tmp_path / "ti", *m, "--images", photos_dir, "--token", "<new1>",
-                        "--init-word", "cat", "--vectors", "2", "--steps", "2", "--resolution", "64",
-                        "--grad-accum", "1", "--validate-every", "2", "--num-validation", "1",
-                        "--validation-steps", "2")
+    code, out, _ = _run(capsys, "ti", "train", tmp_path / "ti", *m, "--images", photos_dir,
+                        "--token", "<new1>", "--init-word", "cat", "--vectors", "2", "--steps", "2",
+                        "--resolution", "64", "--grad-accum", "1", "--validate-every", "2",
+                        "--num-validation", "1", "--validation-steps", "2")
     assert code == 0 and "learned_embeds.safetensors" in out
     embeds = tmp_path / "ti" / "learned_embeds.safetensors"
     assert (tmp_path / "ti" / "validation" / "step_000002.png").is_file()
-    code, _, err = _run(capsys, "ti", "train", tmp_path / "ti", *m, "--images", photos_dir, "--token", "<new1>",
-                        "--init-word", "cat", "--steps", "3", "--resolution", "64", "--resume", "latest",
-                        "--vectors", "2", "--grad-accum", "1", "--validate-every", "0")
+    code, _, err = _run(capsys, "ti", "train", tmp_path / "ti", *m, "--images", photos_dir,
+                        "--token", "<new1>", "--init-word", "cat", "--steps", "3", "--resolution", "64",
+                        "--resume", "latest", "--vectors", "2", "--grad-accum", "1", "--validate-every", "0")
     assert code == 0, err
     assert json.loads((tmp_path / "ti" / "config.json").read_text())["steps"] == 3
 
     prompts = {"0": {"src_image": "cat", "token_name": "<new1>", "prompt": ["a photo of {}"],
                      "prompt_4_clip_eval": ["a photo of a cat"], "baseline": [[-100, -100]]}}
     (tmp_path / "p.json").write_text(json.dumps(prompts))
-    code, out, _ = _run(capsys, "ti", "generate", tmp_path / "p.json", tmp_path / "gen", *m, "--embeds", embeds,
-                        "--per-prompt", "5", "--steps", "2")
+    code, out, _ = _run(capsys, "ti", "generate", tmp_path / "p.json", tmp_path / "gen", *m,
+                        "--embeds", embeds, "--per-prompt", "5", "--steps", "2")
     assert code == 0 and "5 images" in out
     (tmp_path / "concepts" / "cat").mkdir(parents=True)
     (tmp_path / "concepts" / "cat" / "a.png").write_bytes((photos_dir / "chelsea.png").read_bytes())

@@ -76,7 +76,8 @@ def test_region_prompts():
     assert region_prompts("a photo of {} on a beach", regions) == (
         ["a photo of <new1> on a beach", "a photo of <new2> on a beach"],
         "a photo of <new1> and <new2> on a beach")
-    assert region_prompts("on a beach", regions) == (["<new1>, on a beach", "<new2>, on a beach"], "on a beach")
+    assert region_prompts("on a beach", regions) == (
+        ["<new1>, on a beach", "<new2>, on a beach"], "on a beach")
 
 
 def test_bad_regions(two_concepts, tmp_path):

@@ -18,7 +18,8 @@ def _dim(pipe):
 
 
 def _write_two(tmp_path, dim):
-    a = E.save_embeds(tmp_path / "a" / "learned_embeds.safetensors", {"<new1>": random_embeds(dim, 3, seed=1)})
+    a = E.save_embeds(tmp_path / "a" / "learned_embeds.safetensors",
+                      {"<new1>": random_embeds(dim, 3, seed=1)})
     b = E.save_embeds(tmp_path / "b.safetensors", {"<style2>": random_embeds(dim, 1, seed=2)})
     return a, b
 
@@ -30,7 +31,8 @@ def test_files_load_identically_in_diffusers_and_in_our_loader(tmp_path, pipe, t
     load_concepts(pipe, [a, b])
     ref = load_sd(tiny_sd_dir, device="cpu")
     ref.load_textual_inversion([str(a.parent), str(b)])  # diffusers' own loader (folder + file)
-    assert len(pipe.tokenizer) == len(ref.tokenizer) == ref.text_encoder.get_input_embeddings().weight.shape[0]
+    rows = ref.text_encoder.get_input_embeddings().weight.shape[0]
+    assert len(pipe.tokenizer) == len(ref.tokenizer) == rows
     assert pipe.tokenizer.get_vocab() == ref.tokenizer.get_vocab()
     assert torch.equal(pipe.text_encoder.get_input_embeddings().weight,
                        ref.text_encoder.get_input_embeddings().weight)
@@ -55,7 +57,8 @@ def test_learned_vectors_change_the_text_encoding(pipe, tmp_path):
         pipe.text_encoder.get_input_embeddings().weight[-1] += 1.0  # the second vector, <new1>_1
     after = pipe.encode_prompt("a <new1>", "cpu", 1, False)[0]
     assert not torch.allclose(before, after)
-    assert torch.equal(E.learned_vectors(pipe.tokenizer, pipe.text_encoder, "<new1>")[0], E.read_embeds(a)["<new1>"][0])
+    back = E.learned_vectors(pipe.tokenizer, pipe.text_encoder, "<new1>")
+    assert torch.equal(back[0], E.read_embeds(a)["<new1>"][0])
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
@@ -67,13 +70,15 @@ def test_a1111_round_trip_and_diffusers_reads_our_export(tmp_path, pipe, tiny_sd
     a1111 = E.export_a1111(src, tmp_path / f"dog7{suffix}", step=100)
     if suffix == ".pt":
         raw = torch.load(a1111, weights_only=True)
-        assert raw["name"] == "<dog7>" and raw["step"] == 100 and torch.equal(raw["string_to_param"]["*"], vec)
+        assert raw["name"] == "<dog7>" and raw["step"] == 100
+        assert torch.equal(raw["string_to_param"]["*"], vec)
     back = E.import_a1111(a1111, tmp_path / "back.safetensors", token="<dog7>")
     assert torch.equal(E.read_embeds(back)["<dog7>"], vec)
     ref = load_sd(tiny_sd_dir, device="cpu")
     ref.load_textual_inversion(str(a1111), token="<dog7>")  # diffusers' A1111 reader
     load_concepts(pipe, [a1111] if suffix == ".pt" else [back])
-    assert torch.equal(ref.text_encoder.get_input_embeddings().weight, pipe.text_encoder.get_input_embeddings().weight)
+    assert torch.equal(ref.text_encoder.get_input_embeddings().weight,
+                       pipe.text_encoder.get_input_embeddings().weight)
 
 
 def test_two_tokens_in_one_prompt_reach_the_unet(pipe, tmp_path):

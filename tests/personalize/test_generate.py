@@ -15,7 +15,8 @@ from difflab.personalize.prompts import load_prompts
 from .helpers import random_embeds
 
 PROMPTS = {
-    "0": {"src_image": "dog", "token_name": "<new1>", "prompt": ["a photo of {}", "a {} in the style of <new2>"],
+    "0": {"src_image": "dog", "token_name": "<new1>",
+          "prompt": ["a photo of {}", "a {} in the style of <new2>"],
           "prompt_4_clip_eval": ["a photo of a dog", "a dog painting"], "baseline": [[79, 34], [74, 35]]},
     "7": {"src_image": "style", "token_name": "<new2>", "prompt": ["a house in the style of {}"],
           "prompt_4_clip_eval": ["a painting of a house"], "baseline": [[60, 30]]},

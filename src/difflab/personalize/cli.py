@@ -26,6 +26,8 @@ def _add_model_args(p) -> None:
                    help="diffusers SD v1.x folder, or an original .ckpt/.safetensors with --original-config")
     p.add_argument("--original-config", default=None, metavar="YAML",
                    help="v1-inference.yaml for a single-file checkpoint (converted offline)")
+    p.add_argument("--config-dir", default=None, metavar="DIR",
+                   help="diffusers-layout config folder for a single-file checkpoint (default: SD v1's)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:N]")
 
 
@@ -35,7 +37,7 @@ def _train(args) -> int:
     names = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
     train(args.model, args.images, args.out, cfg, resume=args.resume, overwrite=args.overwrite,
-          device=args.device, original_config=args.original_config)
+          device=args.device, original_config=args.original_config, config_dir=args.config_dir)
     print(f"{Path(args.out) / 'learned_embeds.safetensors'} ({cfg.token}: {cfg.vectors} vector(s))")
     return 0
 
@@ -46,7 +48,7 @@ def _generate(args) -> int:
     paths = generate(args.prompts, args.out, args.model, args.embeds, per_prompt=args.per_prompt,
                      steps=args.steps, guidance=args.guidance, seed=args.seed, batch_size=args.batch_size,
                      size=args.size, overwrite=args.overwrite, resume=args.resume, device=args.device,
-                     original_config=args.original_config)
+                     original_config=args.original_config, config_dir=args.config_dir)
     print(f"{len(paths)} images in {args.out}")
     return 0
 
@@ -101,7 +103,8 @@ def register(subparsers) -> None:
         extra = {"choices": ["object", "style"]} if f.name == "what" else {}
         p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=getattr(d, f.name),
                        help=f"{HELP.get(f.name, '')} (default {getattr(d, f.name)})".strip(), **extra)
-    p.add_argument("--resume", default=None, metavar="latest|CKPT", help="continue OUT/checkpoint.safetensors")
+    p.add_argument("--resume", default=None, metavar="latest|CKPT",
+                   help="continue from OUT/checkpoint.safetensors (latest) or a given checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
     p.set_defaults(func=_train)
 
@@ -152,8 +155,9 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_compose)
 
-    for name, func, help_ in (("export-a1111", _export, "diffusers embedding -> Automatic1111 .pt/.safetensors"),
-                              ("import-a1111", _import, "Automatic1111 embedding -> learned_embeds.safetensors")):
+    for name, func, help_ in (
+            ("export-a1111", _export, "diffusers embedding -> Automatic1111 .pt/.safetensors"),
+            ("import-a1111", _import, "Automatic1111 embedding -> learned_embeds.safetensors")):
         p = jobs.add_parser(name, help=help_)
         p.add_argument("src")
         p.add_argument("dst")

@@ -80,7 +80,8 @@ def _mask(where: str, h: int, w: int) -> torch.Tensor:
         if not Path(where).is_file():
             raise DifflabError(f"{where}: mask must be one of {', '.join(NAMED)} or an image file")
         gray = load_image(where, mode="L")  # (H, W, ...) uint8; resized by area so thin edges stay soft
-        m = torch.from_numpy(np.array(Image.fromarray(gray.squeeze()).resize((w, h), Image.BOX))).float() / 255
+        small = Image.fromarray(gray.squeeze()).resize((w, h), Image.BOX)
+        m = torch.from_numpy(np.array(small)).float() / 255
     return m
 
 
@@ -158,5 +159,6 @@ def compose(pipe, prompt: str, regions: list[Region], steps: int = 50, guidance:
     for t in tqdm(pipe.scheduler.timesteps, desc="compose", disable=not progress):
         eps = sum(wt * p.eps(latents, t) for wt, p in zip(weights, paths))
         latents = pipe.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
-    image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False, generator=generator)[0]
+    latents = latents / pipe.vae.config.scaling_factor
+    image = pipe.vae.decode(latents, return_dict=False, generator=generator)[0]
     return pipe.image_processor.postprocess(image, output_type="np", do_denormalize=[True])[0]

@@ -26,7 +26,8 @@ def run_compose(args) -> list[Path]:
     if args.num < 1 or args.steps < 1:
         raise DifflabError("--num and --steps must be >= 1")
     regions = [parse_region(s) for s in args.region]
-    pipe = load_sd(args.model, original_config=args.original_config, device=args.device)
+    pipe = load_sd(args.model, original_config=args.original_config, config_dir=args.config_dir,
+                   device=args.device)
     load_concepts(pipe, args.embeds)
     prompts, base = region_prompts(args.prompt, regions)
     for p in prompts + [base]:  # fail on an unknown token before the output folder is touched
@@ -41,8 +42,8 @@ def run_compose(args) -> list[Path]:
         written.append(out / f"compose_{seed}.png")
         for r, prompt in enumerate(prompts if args.with_paths else []):
             # the same noise with one full-image region == the plain pipeline for that region's prompt
-            alone = compose(pipe, "{}", [Region(prompt, "full")], generator=torch.Generator().manual_seed(seed),
-                            progress=False, **kw)
+            alone = compose(pipe, "{}", [Region(prompt, "full")], progress=False,
+                            generator=torch.Generator().manual_seed(seed), **kw)
             save_png(out / f"path{r}_{seed}.png", _u8(alone))
             written.append(out / f"path{r}_{seed}.png")
     with atomic_path(out / "regions.json") as tmp:

@@ -76,7 +76,8 @@ def export_a1111(src, dst, token: str | None = None, step: int | None = None) ->
     embeds = read_embeds(src)
     if token is None:
         if len(embeds) != 1:
-            raise DifflabError(f"{src}: holds {len(embeds)} tokens ({', '.join(embeds)}); pick one with --token")
+            raise DifflabError(f"{src}: holds {len(embeds)} tokens ({', '.join(embeds)}); "
+                               "pick one with --token")
         token = next(iter(embeds))
     if token not in embeds:
         raise DifflabError(f"{src}: no token {token!r} (has {', '.join(embeds)})")
@@ -132,7 +133,8 @@ def add_concepts(tokenizer, text_encoder, embeds: dict[str, torch.Tensor]) -> di
                                f"the text encoder's {dim} (trained for another model?)")
     if len(tokenizer) != weight.shape[0]:
         # diffusers resizes to len(tokenizer) + new: rows would land on the wrong ids otherwise
-        raise DifflabError(f"tokenizer has {len(tokenizer)} tokens but the text encoder {weight.shape[0]} rows")
+        raise DifflabError(f"tokenizer has {len(tokenizer)} tokens but the text encoder "
+                           f"{weight.shape[0]} rows")
     names = [name for token, v in embeds.items() for name in vector_tokens(token, v.shape[0])]
     tokenizer.add_tokens(names)
     # mean_resizing=False: the new rows are overwritten below, and the mean/covariance costs ~0.5 s

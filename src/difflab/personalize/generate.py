@@ -69,7 +69,8 @@ def generate_layout(pipe, concepts: list[Concept], out_dir, per_prompt: int = 25
     check_prompts(pipe, concepts)
     jobs = [(c, i, k) for c in concepts for i in range(len(c.prompts)) for k in range(per_prompt)]
     todo = [j for j in jobs if not image_path(out_dir, j[0].key, j[1], j[2]).is_file()]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="generate", unit="img", disable=not progress)
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="generate", unit="img",
+               disable=not progress)
     while todo:
         # a batch holds images of one prompt only (the pipeline takes one prompt per call)
         c, i, _ = todo[0]
@@ -87,16 +88,17 @@ def generate_layout(pipe, concepts: list[Concept], out_dir, per_prompt: int = 25
 def generate(prompts_file, out_dir, model, embed_files, per_prompt: int = 25, steps: int = 50,
              guidance: float = 7.5, seed: int = 0, batch_size: int = 4, size: int | None = None,
              overwrite: bool = False, resume: bool = False, device: str = "auto", original_config=None,
-             progress: bool = True) -> list[Path]:
+             config_dir=None, progress: bool = True) -> list[Path]:
     """`difflab ti generate`: load SD + embeddings, write the layout into `out_dir`."""
     from difflab.personalize.sd import load_sd
 
     concepts = load_prompts(prompts_file)
     if not embed_files:
         raise DifflabError("no --embeds given: pass the learned_embeds.safetensors of the prompts' tokens")
-    pipe = load_sd(model, original_config=original_config, device=device)
+    pipe = load_sd(model, original_config=original_config, config_dir=config_dir, device=device)
     load_concepts(pipe, embed_files)
     check_prompts(pipe, concepts)  # before touching OUT: a typo in a token must not cost the folder
     if not resume:
         prepare_output_dir(out_dir, overwrite)
-    return generate_layout(pipe, concepts, out_dir, per_prompt, steps, guidance, seed, batch_size, size, progress)
+    return generate_layout(pipe, concepts, out_dir, per_prompt, steps, guidance, seed, batch_size, size,
+                           progress)

@@ -15,6 +15,7 @@ which holds the trainable rows, back to float32).
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -63,8 +64,8 @@ def load_sd(model, original_config=None, config_dir=None, device: str = "auto", 
             scheduler: str = "ddim"):
     """Load SD from a diffusers folder, or from a single-file checkpoint + `original_config` yaml.
 
-    config_dir: diffusers-layout config folder for the single-file route (default: written next to
-    the checkpoint's cache by `write_sd_v1_config`). fp16: None = only on CUDA. scheduler: "ddim"
+    config_dir: diffusers-layout config folder for the single-file route (default: SD v1's, written
+    to a temporary folder by `write_sd_v1_config`). fp16: None = only on CUDA. scheduler: "ddim"
     (deterministic, the default for generation), or "default" (what the model folder ships).
     Returns a `StableDiffusionPipeline` on `device` with the safety checker removed.
     """
@@ -90,13 +91,15 @@ def load_sd(model, original_config=None, config_dir=None, device: str = "auto", 
             pipe = StableDiffusionPipeline.from_pretrained(path, **common)
         elif path.is_file():
             if original_config is None:
-                raise DifflabError(f"{path}: a single-file checkpoint needs --original-config v1-inference.yaml")
+                raise DifflabError(f"{path}: a single-file checkpoint needs "
+                                   "--original-config v1-inference.yaml")
             if not Path(original_config).is_file():
                 raise DifflabError(f"{original_config}: original config yaml not found")
-            if config_dir is None:
-                config_dir = write_sd_v1_config(path.parent / f".{path.stem}_diffusers_config")
-            pipe = StableDiffusionPipeline.from_single_file(
-                str(path), original_config=str(original_config), config=str(config_dir), **common)
+            with tempfile.TemporaryDirectory(prefix="difflab_sd_config_") as tmp:
+                # configs are only read while loading, so a temporary folder is enough
+                config_dir = config_dir or write_sd_v1_config(tmp)
+                pipe = StableDiffusionPipeline.from_single_file(
+                    str(path), original_config=str(original_config), config=str(config_dir), **common)
         else:
             raise DifflabError(f"{path}: model not found (expected a diffusers folder or a .ckpt file)")
     except (OSError, ValueError, KeyError) as e:

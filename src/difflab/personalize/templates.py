@@ -16,7 +16,8 @@ STYLE = (
     "a cropped painting in the style of {}", "the painting in the style of {}", "art in the style of {}",
     "a clean painting in the style of {}", "a dark painting in the style of {}", "a bright picture, {} style",
     "a good painting in the style of {}", "a close-up painting in the style of {}", "an image in {} style",
-    "a small painting in the style of {}", "a large painting in the style of {}", "a drawing in the style of {}",
+    "a small painting in the style of {}", "a large painting in the style of {}",
+    "a drawing in the style of {}",
     "a weird painting in the style of {}",
 )
 

@@ -18,8 +18,9 @@ import torch
 from difflab.errors import DifflabError
 
 # SD v1.x scheduler numbers (those of runwayml/stable-diffusion-v1-5's scheduler_config.json)
-SD_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                    skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False, clip_sample=False)
+SD_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                    beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1,
+                    set_alpha_to_one=False, clip_sample=False)
 
 UNET = {
     # two levels, one of them with cross-attention: enough to exercise every code path in a few ms
@@ -32,8 +33,9 @@ UNET = {
         cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32, sample_size=64),
 }
 VAE = {
-    # four blocks, as in SD, so the image -> latent factor is the real 8 (64 px images -> 8x8 latents)
-    "tiny": dict(block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=8, sample_size=64),
+    # four blocks, as in SD, so the image -> latent factor is the real 8 (64 px images -> 8x8 latents);
+    # 32 groups because the original LDM VAE hard-codes GroupNorm(32) (single-file checkpoints need it)
+    "tiny": dict(block_out_channels=(32, 32, 64, 64), layers_per_block=1, norm_num_groups=32, sample_size=64),
     "sd15": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32,
                  sample_size=512),
 }

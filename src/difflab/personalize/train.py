@@ -86,8 +86,9 @@ class EmbeddingTrainer:
         start = init_vectors(self.tok, self.te, cfg.init_word, cfg.vectors)
         self.ids = E.add_concepts(self.tok, self.te, {cfg.token: start})[cfg.token]
         self.n_old = min(self.ids)
-        if self.ids != list(range(self.n_old, self.n_old + cfg.vectors)) or self.n_old + cfg.vectors != len(self.tok):
-            raise DifflabError("new token rows are not the last rows of the embedding matrix")  # add_concepts appends
+        # add_concepts appends, so the new rows are the last ones: the frozen part is one slice
+        if self.ids != list(range(self.n_old, len(self.tok))):
+            raise DifflabError("new token rows are not the last rows of the embedding matrix")
         self.weight = self.te.get_input_embeddings().weight
         self.frozen_rows = self.weight.detach()[:self.n_old].clone()
         for m in (self.unet, self.vae, self.te):
@@ -197,7 +198,8 @@ class EmbeddingTrainer:
 
 
 def train(model: str, images_dir, out_dir, cfg: TrainConfig, resume: str | None = None,
-          overwrite: bool = False, device: str = "auto", original_config=None, progress: bool = True):
+          overwrite: bool = False, device: str = "auto", original_config=None, config_dir=None,
+          progress: bool = True):
     """Train one concept; returns the trainer. See the module docstring for the files written."""
     from difflab.io import prepare_output_dir
     from difflab.personalize.sd import load_sd
@@ -213,7 +215,7 @@ def train(model: str, images_dir, out_dir, cfg: TrainConfig, resume: str | None 
     else:
         prepare_output_dir(out, overwrite)
     images = load_concept_images(images_dir, cfg.resolution)
-    pipe = load_sd(model, original_config=original_config, device=device)
+    pipe = load_sd(model, original_config=original_config, config_dir=config_dir, device=device)
     trainer = EmbeddingTrainer(pipe, images, cfg)
     if resume:
         trainer.resume(path)
