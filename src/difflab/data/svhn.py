@@ -117,7 +117,8 @@ def render_one(label: int, rng: np.random.Generator, fonts: tuple[str, ...], pho
     a, b, d, e = c, -s + sh, s, c
     cx0 = cy0 = CANVAS / 2
     coeffs = (a, b, cx0 - a * cx0 - b * cy0, d, e, cy0 - d * cx0 - e * cy0)
-    img = img.transform(img.size, Image.AFFINE, coeffs, resample=Image.BILINEAR, fillcolor=tuple(plate[0, 0].astype(int)))
+    fill_bg = tuple(int(v) for v in plate[0, 0])
+    img = img.transform(img.size, Image.AFFINE, coeffs, resample=Image.BILINEAR, fillcolor=fill_bg)
     img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.0, 1.6)))
     out = np.asarray(img.resize((28, 28), Image.BILINEAR), dtype=np.float32)
     out = out * rng.uniform(0.7, 1.15) + rng.uniform(-20, 20)  # exposure / contrast

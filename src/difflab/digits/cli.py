@@ -28,6 +28,58 @@ def _train_classifier(args):
     print(f"{args.domain} classifier: val acc = {acc:.4f} -> {out}")
 
 
+def _gen_config(args):
+    from difflab.digits.generate import GenerateConfig
+
+    return GenerateConfig(per_digit=args.per_digit, guidance=args.guidance, steps=args.steps,
+                          sampler=args.sampler, eta=args.eta, seed=args.seed, batch_size=args.batch_size,
+                          bf16=not args.fp32)
+
+
+def _generate(args):
+    from difflab.digits.generate import generate
+    from difflab.digits.model_io import load_digit_model
+
+    cfg = _gen_config(args)
+    cfg.check()
+    model, schedule, _ = load_digit_model(args.model)
+    t = generate(args.out_dir, model, schedule, cfg, overwrite=args.overwrite)
+    print(f"wrote {t['images']} images to {args.out_dir}/{{mnistm,svhn}}/ and grids "
+          f"{args.out_dir}/{{mnistm,svhn}}_grid.png in {t['total_s']:.1f} s "
+          f"(network {t['network_s']:.1f} s, other {t['other_s']:.1f} s)")
+
+
+def _eval(args):
+    from difflab.digits.evaluate import evaluate, format_results
+
+    res = evaluate(args.out_dir, {"mnistm": args.mnistm_classifier, "svhn": args.svhn_classifier},
+                   data_root=args.data_root)
+    print(format_results(res))
+    print(f"details: {args.out_dir}/eval.json")
+
+
+def _demo(args):
+    _generate(args)
+    _eval(argparse.Namespace(out_dir=args.out_dir, mnistm_classifier=None, svhn_classifier=None,
+                             data_root=None))
+    print(f"outputs: {args.out_dir}/mnistm/, {args.out_dir}/svhn/, grids "
+          f"{args.out_dir}/mnistm_grid.png and {args.out_dir}/svhn_grid.png, metrics {args.out_dir}/eval.json")
+
+
+def _add_generate_args(p, gen_defaults):
+    p.add_argument("out_dir")
+    p.add_argument("--model", default=None, help="digit model .safetensors (default: the shipped one)")
+    p.add_argument("--per-digit", type=int, default=gen_defaults.per_digit)
+    p.add_argument("--guidance", type=float, default=gen_defaults.guidance)
+    p.add_argument("--steps", type=int, default=gen_defaults.steps)
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], default=gen_defaults.sampler)
+    p.add_argument("--eta", type=float, default=gen_defaults.eta)
+    p.add_argument("--seed", type=int, default=gen_defaults.seed)
+    p.add_argument("--batch-size", type=int, default=gen_defaults.batch_size)
+    p.add_argument("--fp32", action="store_true", help="run the network in float32 (default bf16 autocast)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+
+
 def _preview(args):
     from difflab.digits.viz_data import preview
 
@@ -36,9 +88,10 @@ def _preview(args):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from difflab.digits.generate import GenerateConfig
     from difflab.digits.train import TrainConfig
 
-    d = TrainConfig()
+    d, g = TrainConfig(), GenerateConfig()
     digits = sub.add_parser("digits", help="conditional digit diffusion (MNIST-M + SVHN)")
     dsub = digits.add_subparsers(dest="digits_command", required=True)
 
@@ -66,6 +119,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
     p.set_defaults(func=_train_classifier)
+
+    p = dsub.add_parser("generate", help="generate N images per digit per domain in the standard layout")
+    _add_generate_args(p, g)
+    p.set_defaults(func=_generate)
+
+    p = dsub.add_parser("eval", help="accuracy and Fréchet distance of generated digits")
+    p.add_argument("out_dir")
+    p.add_argument("--mnistm-classifier", default=None)
+    p.add_argument("--svhn-classifier", default=None)
+    p.add_argument("--data-root", default=None, help="real data folder for the real-image reference")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("demo", help="generate + eval with the shipped model (what `make demo` runs)")
+    _add_generate_args(p, g)
+    p.set_defaults(func=_demo)
 
     data = sub.add_parser("data", help="digit datasets")
     dasub = data.add_subparsers(dest="data_command", required=True)

@@ -200,6 +200,17 @@ class Trainer:
         self.gen.set_state(tensors[f"rng.{self.rank}"])
         self.step = int(meta["step"])
 
+    def _check_replicas_agree(self) -> None:
+        """DDP keeps replicas identical; verify it (cheaply, via a weight checksum) before saving."""
+        if self.world == 1:
+            return
+        s = torch.stack([sum(p.double().sum() for p in self.model.parameters())])
+        lo, hi = s.clone(), s.clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        if not torch.equal(lo, hi):
+            raise RuntimeError(f"DDP replicas diverged: weight checksums {lo.item()} vs {hi.item()}")
+
     # -- the loop ------------------------------------------------------------------------------------------
     def fit(self, progress: bool = True) -> None:
         cfg = self.cfg
@@ -216,6 +227,7 @@ class Trainer:
             if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
                 self.save()
         bar.close()
+        self._check_replicas_agree()
         if self.rank == 0:
             save_digit_model(Path(cfg.out_dir) / "ema.safetensors", self.ema, self.schedule,
                              {"train": asdict(cfg), "step": self.step})

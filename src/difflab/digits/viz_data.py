@@ -1,0 +1,28 @@
+"""`difflab data preview`: a labelled 10x10 grid per domain of the training data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from difflab.data import DOMAINS, load_domain
+from difflab.viz import grid, save_image
+
+
+def preview(out_dir, data_root=None, seed: int = 0, split: str = "val") -> list[Path]:
+    """Write OUT_DIR/{domain}_preview.png (row d: ten examples of digit d); returns the paths."""
+    out_dir = Path(out_dir)
+    paths = []
+    for domain in DOMAINS:
+        ds = load_domain(domain, split, root=data_root, seed=seed)
+        tiles = []
+        for d in range(10):
+            idx = np.flatnonzero(ds.labels == d)[:10]
+            tiles += [ds.images[i] for i in idx] + [np.full((28, 28, 3), 255, np.uint8)] * (10 - len(idx))
+        img = grid(tiles, 10, scale=3, row_labels=[str(d) for d in range(10)],
+                   title=f"{domain} ({split} split, {'real files' if data_root else 'offline recipe'})")
+        path = out_dir / f"{domain}_preview.png"
+        save_image(img, path)
+        paths.append(path)
+    return paths

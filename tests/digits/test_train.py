@@ -1,0 +1,100 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from difflab.cli import main
+from difflab.digits.model_io import load_digit_model
+from difflab.digits.train import TrainConfig, Trainer, drop_conditions, train
+from difflab.errors import DifflabError
+from difflab.io import load_checkpoint
+
+from .conftest import TINY
+
+
+def _cfg(out, steps, **kw):
+    return TrainConfig(out_dir=str(out), steps=steps, batch_size=8, train_size=40, unet=TINY, ckpt_every=3,
+                       bf16=False, warmup_steps=2, **kw)
+
+
+def _params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_loss_decreases(tmp_path):
+    tr = Trainer(_cfg(tmp_path, 40, lr=2e-3))
+    losses = [tr.train_step() for _ in range(40)]
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    full = train(_cfg(tmp_path / "a", 8), progress=False)
+    train(_cfg(tmp_path / "b", 8), progress=False)  # warm cache
+    part = Trainer(_cfg(tmp_path / "c", 8))
+    for _ in range(5):
+        part.train_step()
+    part.save()  # "crash" after step 5
+    resumed = train(_cfg(tmp_path / "c", 8), resume="latest", progress=False)
+    assert resumed.step == 8
+    assert torch.equal(_params(full.model), _params(resumed.model))
+    assert torch.equal(_params(full.ema), _params(resumed.ema))
+    model, _, meta = load_digit_model(tmp_path / "c" / "ema.safetensors")
+    assert torch.equal(_params(model), _params(full.ema)) and meta["step"] == 8
+
+
+def test_resume_from_other_config_is_refused(tmp_path):
+    train(_cfg(tmp_path, 3), progress=False)
+    other = _cfg(tmp_path, 6)
+    other.unet = type(TINY)(base_channels=8, channel_mults=(1, 2), num_res_blocks=1)
+    with pytest.raises(DifflabError, match="another model config"):
+        train(other, resume="latest", progress=False)
+
+
+def test_loading_weights_into_other_config_names_the_problem(tmp_path):
+    train(_cfg(tmp_path, 3), progress=False)
+    tensors, meta = load_checkpoint(tmp_path / "ema.safetensors")
+    meta["unet"]["base_channels"] = 24
+    from difflab.io import save_checkpoint
+
+    save_checkpoint(tmp_path / "bad.safetensors", tensors, meta)
+    with pytest.raises(DifflabError, match="weights do not match the model config.*shape mismatch"):
+        load_digit_model(tmp_path / "bad.safetensors")
+
+
+def test_cli_error_is_one_line(tmp_path, capsys):
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    code = main(["digits", "generate", str(tmp_path / "out"), "--model", str(tmp_path / "junk.safetensors")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "junk.safetensors" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_condition_dropout_rates():
+    cfg = TrainConfig()
+    g = torch.Generator().manual_seed(0)
+    digits, domains = drop_conditions(torch.zeros(100000, dtype=torch.long), torch.zeros(100000, dtype=torch.long),
+                                      g, cfg)
+    both = ((digits == 10) & (domains == 2)).float().mean()
+    assert abs(both - cfg.drop_both) < 0.005
+    assert abs(((digits == 10) & (domains == 0)).float().mean() - cfg.drop_digit) < 0.005
+
+
+def test_ddp_two_processes(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "difflab.cli", "digits", "train", "--out-dir", str(out), "--batch-size", "8",
+           "--train-size", "40", "--base-channels", "16", "--channel-mults", "1", "2", "--num-res-blocks", "1",
+           "--no-bf16", "--ckpt-every", "2", "--warmup-steps", "2"]
+    r = subprocess.run(cmd + ["--steps", "4"], env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout[-1000:] + r.stderr[:3000]
+    tensors, meta = load_checkpoint(out / "checkpoint.safetensors")
+    assert meta["world_size"] == 2 and meta["step"] == 4
+    assert "rng.0" in tensors and "rng.1" in tensors and not torch.equal(tensors["rng.0"], tensors["rng.1"])
+    # resume under DDP continues from step 4 (replica agreement is checked inside fit)
+    r = subprocess.run(cmd + ["--steps", "6", "--resume", "latest"], env=env,
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout[-1000:] + r.stderr[:3000]
+    assert load_checkpoint(out / "checkpoint.safetensors")[1]["step"] == 6
