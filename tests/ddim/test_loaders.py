@@ -220,3 +220,23 @@ def test_diffusers_loader_bad_folder(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel", "sample_size": 8}))
     with pytest.raises(DifflabError, match="cannot load the UNet2DModel"):
         load_diffusers_unet(tmp_path)
+
+
+def test_diffusers_missing_gives_a_clear_error(diffusers_dir, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # makes `from diffusers import ...` fail
+    with pytest.raises(DifflabError, match=r"needs diffusers: pip install 'difflab\[sd\]'"):
+        load_diffusers_unet(diffusers_dir)
+
+
+def test_shipped_digit_model_is_the_default():
+    from difflab.digits.model_io import DEFAULT_MODEL
+
+    if DEFAULT_MODEL.is_file():  # after the release training has written it
+        m = load_digits()
+        assert m.sample_shape == (3, 28, 28) and DEFAULT_MODEL.name in m.description
+        assert m(torch.zeros(2, 3, 28, 28), 999).shape == (2, 3, 28, 28)
+    else:
+        with pytest.raises(DifflabError, match="shipped weights not built yet"):
+            load_digits()
