@@ -101,10 +101,10 @@ def test_dimension_mismatch(pipe, tmp_path):
     assert len(pipe.tokenizer) == 49408  # nothing was added
 
 
-@pytest.mark.parametrize("token", ["dog", "<|endoftext|>", "two words", ""])
+@pytest.mark.parametrize("token", ["dog", "<|endoftext|>", "two words", "", "<Dog>"])
 def test_token_already_in_vocabulary_or_invalid(pipe, tmp_path, token):
     path = E.save_embeds(tmp_path / "t.safetensors", {token: random_embeds(_dim(pipe))})
-    with pytest.raises(DifflabError, match="already in the tokenizer vocabulary|without spaces"):
+    with pytest.raises(DifflabError, match="already in the tokenizer vocabulary|without spaces|lower-case"):
         load_concepts(pipe, [path])
 
 

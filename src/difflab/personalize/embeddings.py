@@ -114,6 +114,9 @@ def check_new_token(tokenizer, token: str) -> None:
     """Refuse names that cannot become a new token: empty, with spaces, or already in the vocabulary."""
     if not token or any(c.isspace() for c in token):
         raise DifflabError(f"token {token!r}: must be one word without spaces, e.g. <my-dog>")
+    if token != token.lower():  # CLIP lower-cases prompts: "<Dog>" could never be typed back
+        raise DifflabError(f"token {token!r}: must be lower-case, e.g. {token.lower()!r} "
+                           "(rename a loaded file's token with `difflab ti import-a1111 --token`)")
     if token in tokenizer.get_vocab() or f"{token}_1" in tokenizer.get_vocab():
         raise DifflabError(f"token {token!r}: already in the tokenizer vocabulary; choose another name")
 
@@ -161,13 +164,15 @@ def learned_vectors(tokenizer, text_encoder, token: str) -> torch.Tensor:
 def expand_prompt(prompt: str, tokenizer) -> str:
     """`<tok>` -> `<tok> <tok>_1 ... ` for multi-vector tokens; raise on unknown `<...>` tokens."""
     vocab = tokenizer.get_vocab()
-    unknown = sorted({t for t in TOKEN_RE.findall(prompt) if t not in vocab})
+    # CLIP lower-cases the prompt before matching tokens, and added tokens are lower-case (check_new_token)
+    unknown = sorted({t for t in TOKEN_RE.findall(prompt) if t.lower() not in vocab})
     if unknown:
         raise DifflabError(f"prompt {prompt!r}: unknown token(s) {', '.join(unknown)} "
                            "(load the embedding file that defines them)")
 
     def repl(m):
-        token, i, names = m.group(0), 1, [m.group(0)]
+        token, i = m.group(0).lower(), 1
+        names = [token]
         while f"{token}_{i}" in vocab:
             names.append(f"{token}_{i}")
             i += 1

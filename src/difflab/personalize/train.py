@@ -193,8 +193,10 @@ class EmbeddingTrainer:
         template = self.templates[0]
         gens = [torch.Generator().manual_seed(seed + k) for k in range(n)]
         res = self.cfg.resolution
-        return self.pipe([template.format(self.cfg.token)] * n, num_inference_steps=steps, height=res,
-                         width=res, generator=gens).images
+        # on CUDA the UNet is float16 but the text encoder float32: autocast reconciles the two
+        with torch.autocast("cuda", enabled=self.device.type == "cuda"):
+            return self.pipe([template.format(self.cfg.token)] * n, num_inference_steps=steps, height=res,
+                             width=res, generator=gens).images
 
 
 def train(model: str, images_dir, out_dir, cfg: TrainConfig, resume: str | None = None,
