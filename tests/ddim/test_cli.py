@@ -83,6 +83,7 @@ def test_mse(tmp_path, capsys, noise_dir, model_args):
     assert float(rows["00"][0]) == 0 and abs(float(rows["01"][0]) - want) < 1e-6
     assert abs(float(rows["01"][1]) - want / 255**2) < 1e-9
     assert abs(float(rows["mean"][0]) - want / 3) < 1e-6
+    assert rows["00"][2] == "0" and rows["01"][2] == "10" and rows["mean"][2] == "10"
     # a GT image without an output, and an output of another size
     (tmp_path / "out" / "02.png").unlink()
     rc, _, err = run(capsys, "mse", tmp_path / "out", tmp_path / "gt")

@@ -58,11 +58,11 @@ def _mse(args):
     from difflab.ddim.mse import compare_dirs
 
     rows = compare_dirs(args.out_dir, args.gt_dir)
-    print(f"{'image':<12}{'MSE (0-255 scale)':>20}{'MSE (0-1 scale)':>20}")
-    for stem, m255, m1 in rows:
-        print(f"{stem:<12}{m255:>20.6f}{m1:>20.3e}")
+    print(f"{'image':<12}{'MSE (0-255 scale)':>20}{'MSE (0-1 scale)':>20}{'max |diff| (0-255)':>20}")
+    for stem, m255, m1, worst in rows:
+        print(f"{stem:<12}{m255:>20.6f}{m1:>20.3e}{worst:>20d}")
     mean255 = sum(r[1] for r in rows) / len(rows)
-    print(f"{'mean':<12}{mean255:>20.6f}{mean255 / 255**2:>20.3e}")
+    print(f"{'mean':<12}{mean255:>20.6f}{mean255 / 255**2:>20.3e}{max(r[3] for r in rows):>20d}")
 
 
 def _eta_grid(args):

@@ -27,8 +27,10 @@ def _images(folder: Path) -> dict[str, Path]:
     return found
 
 
-def compare_dirs(out_dir, gt_dir) -> list[tuple[str, float, float]]:
-    """[(stem, mse on 0-255 pixels, mse on 0-1 pixels)] for images paired by file stem (RGB).
+def compare_dirs(out_dir, gt_dir) -> list[tuple[str, float, float, int]]:
+    """[(stem, mse on 0-255 pixels, mse on 0-1 pixels, max |difference| in 0-255 levels)] for images
+    paired by file stem (RGB). The max shows off-by-one mappings: a reference that truncates instead
+    of rounding gives max 1 and an MSE near 0.33 on the 0-255 scale.
 
     Every image in either folder must have a partner of the same size, or nothing is compared."""
     out, gt = _images(Path(out_dir)), _images(Path(gt_dir))
@@ -46,5 +48,5 @@ def compare_dirs(out_dir, gt_dir) -> list[tuple[str, float, float]]:
             raise DifflabError(f"{out[stem]}: size {a.shape[1]}x{a.shape[0]} but {gt[stem]} is "
                                f"{b.shape[1]}x{b.shape[0]}")
         mse255 = float(((a - b) ** 2).mean())
-        rows.append((stem, mse255, mse255 / 255.0**2))
+        rows.append((stem, mse255, mse255 / 255.0**2, int(np.abs(a - b).max())))
     return rows
