@@ -1,0 +1,65 @@
+"""Settings of `difflab report`: one dataclass, from which the CLI takes its defaults.
+
+The defaults keep a full report under 5 minutes on a 2-core CPU (see docs/results/report.md): 20 images
+per digit and domain for the grids and the accuracy table, 10 per digit at each scale of the sweep.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from difflab.errors import DifflabError
+
+DEFAULT_TIMESTEPS = (1000, 500, 200, 100, 50, 0)  # as difflab.digits.reverse (kept torch-free here)
+DEFAULT_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0)  # as difflab.digits.sweep
+DEFAULT_ETAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # as `difflab ddim eta-grid`
+
+
+@dataclass
+class ReportConfig:
+    # digits: grids, accuracy table, reverse process
+    per_digit: int = 20
+    guidance: float = 3.0
+    steps: int = 25
+    seed: int = 0
+    batch_size: int = 250
+    bf16: bool = True
+    digit: int = 0  # the digit of the reverse process and of the DDIM figures
+    timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS
+    # guidance sweep
+    sweep_scales: tuple[float, ...] = DEFAULT_SCALES
+    sweep_per_digit: int = 10
+    # DDIM figures on the digit model (MNIST-M domain, `ddim` defaults otherwise)
+    ddim_steps: int = 50
+    etas: tuple[float, ...] = DEFAULT_ETAS
+    eta_columns: int = 4
+    interp_num: int = 11
+    invert_count: int = 4
+    # CFG > 1 extrapolates away from both predictions, which the first-order inverse ODE step does not
+    # undo well; the conditional model (w = 1) is the usual choice for inversion
+    invert_guidance: float = 1.0
+
+    def check(self) -> None:
+        """Refuse impossible settings before any work (timesteps are checked against the model's T)."""
+        for name, low in (("per_digit", 1), ("steps", 1), ("batch_size", 1), ("sweep_per_digit", 1),
+                          ("ddim_steps", 1), ("eta_columns", 1), ("interp_num", 2), ("invert_count", 1)):
+            if getattr(self, name) < low:
+                raise DifflabError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
+        for name in ("guidance", "invert_guidance"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise DifflabError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
+        if not 0 <= self.digit <= 9:
+            raise DifflabError(f"--digit must be in 0..9, got {self.digit}")
+        if self.invert_count > self.per_digit:
+            raise DifflabError(f"--invert-count {self.invert_count} exceeds --per-digit {self.per_digit}")
+        if any(not 0 <= e <= 1 for e in self.etas) or not self.etas:
+            raise DifflabError(f"--etas must be values in [0, 1], got {list(self.etas)}")
+
+    def generate_config(self, per_digit: int | None = None, guidance: float | None = None):
+        from difflab.digits.generate import GenerateConfig
+
+        return GenerateConfig(per_digit=per_digit or self.per_digit,
+                              guidance=self.guidance if guidance is None else guidance, steps=self.steps,
+                              seed=self.seed, batch_size=self.batch_size, bf16=self.bf16)

@@ -1,0 +1,190 @@
+"""`difflab report OUT_DIR`: run every section, time it, write OUT_DIR/index.html and report.json.
+
+The folder is built aside (staged_output_dir) and moved into place only when the page is complete and its
+links check out, so a failed run never leaves a half-written report or replaces a good one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shlex
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from difflab.io import atomic_path
+from difflab.report.config import ReportConfig
+from difflab.report.html import check_links, esc, page, paragraph, table
+
+
+@dataclass
+class Context:
+    """What every section reads (settings, model) and writes (files under `stage`, numbers)."""
+
+    stage: Path  # where files go now; moved to `out` at the end
+    out: str  # the output folder as the user named it, for the commands in captions
+    cfg: ReportConfig
+    model_path: str | None
+    model: torch.nn.Module
+    schedule: object
+    classifiers: dict
+    data_root: str | None = None
+    zeroshot: dict | None = None
+    ti_dir: str | None = None
+    progress: bool = True
+    numbers: dict = field(default_factory=dict)
+
+    def path(self, rel: str) -> str:
+        return str(Path(self.out) / rel)
+
+    def model_flag(self, ddim: bool = False) -> list[str]:
+        if self.model_path is None:
+            return []
+        return ["--digits-model" if ddim else "--model", str(self.model_path)]
+
+    @staticmethod
+    def command(*args: str) -> str:
+        return shlex.join(["difflab", *map(str, args)])
+
+
+def report_command(out, cfg: ReportConfig, model_path=None, classifiers=None, data_root=None, clip=None,
+                   zeroshot=None, labels=None, ti=None) -> str:
+    """The `difflab report` command line that reproduces a run with these settings."""
+    args = ["report", str(out)]
+    default = ReportConfig()
+    for f in fields(ReportConfig):
+        v = getattr(cfg, f.name)
+        if v == getattr(default, f.name):
+            continue
+        if f.name == "bf16":
+            args.append("--fp32")
+        elif isinstance(v, tuple):
+            args += [f"--{f.name.replace('_', '-')}", ",".join(f"{x:g}" for x in v)]
+        else:
+            args += [f"--{f.name.replace('_', '-')}", f"{v:g}" if isinstance(v, float) else str(v)]
+    for flag, v in (("--model", model_path), ("--mnistm-classifier", (classifiers or {}).get("mnistm")),
+                    ("--svhn-classifier", (classifiers or {}).get("svhn")), ("--data-root", data_root),
+                    ("--clip", clip), ("--zeroshot", zeroshot), ("--labels", labels), ("--ti", ti)):
+        if v is not None:
+            args += [flag, str(v)]
+    return Context.command(*args, "--overwrite")
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _file_id(path: Path) -> str:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return f"{path} (sha256 {digest}...)"
+
+
+def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classifiers: dict | None = None,
+               data_root=None, clip=None, zeroshot=None, labels=None, ti=None, overwrite: bool = False,
+               progress: bool = True) -> dict:
+    """Write the report; return report.json's content ({'sections': {name: seconds}, 'numbers', ...})."""
+    from difflab.digits.classify import default_classifier_path, load_classifier
+    from difflab.digits.generate import staged_output_dir
+    from difflab.digits.model_io import DEFAULT_MODEL, load_digit_model
+    from difflab.digits.reverse import parse_timesteps
+    from difflab.digits.sweep import parse_scales
+    from difflab.report import ddim as ddim_sections
+    from difflab.report import digits, extras
+
+    t_start = time.perf_counter()
+    cfg = cfg or ReportConfig()
+    cfg.check()
+    parse_scales(list(cfg.sweep_scales))
+    # every input is checked before the minutes of work: model, classifiers, CLIP, TI folder, timesteps
+    model, schedule, meta = load_digit_model(model_path)
+    parse_timesteps(list(cfg.timesteps), schedule.num_train_timesteps)
+    classifiers = {m: (classifiers or {}).get(m) for m in ("mnistm", "svhn")}
+    for m, p in classifiers.items():
+        load_classifier(p or default_classifier_path(m))
+    zs = None
+    if clip is not None or zeroshot is not None or labels is not None:
+        scorer = extras.prepare_zeroshot(clip, zeroshot, labels)
+        zs = {"clip": clip, "images": zeroshot, "labels": labels, "scorer": scorer}
+    if ti is not None:
+        extras.ti_layout(ti)
+    plan = [("digits", "Generated digits and their accuracy", digits.grids_and_table),
+            ("reverse", "The reverse process", digits.reverse),
+            ("sweep", "Guidance sweep: correctness vs diversity", digits.sweep),
+            ("eta", "DDIM: the eta grid", ddim_sections.eta_grid),
+            ("interpolation", "DDIM: slerp vs lerp", ddim_sections.interpolation),
+            ("inversion", "DDIM: inversion round trip", ddim_sections.inversion)]
+    if zs:
+        plan.append(("zeroshot", "CLIP zero-shot", extras.zeroshot))
+    if ti is not None:
+        plan.append(("ti", "Textual inversion", extras.textual_inversion))
+    info = {"machine": machine(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "model": _file_id(Path(model_path or DEFAULT_MODEL)), "model_meta": meta, "config": asdict(cfg),
+            "command": report_command(out_dir, cfg, model_path, classifiers, data_root, clip, zeroshot, labels, ti)}
+    with staged_output_dir(out_dir, overwrite) as stage:
+        ctx = Context(stage, str(out_dir), cfg, None if model_path is None else str(model_path), model, schedule,
+                      classifiers, None if data_root is None else str(data_root), zs,
+                      None if ti is None else str(ti), progress)
+        sections, seconds = [], {}
+        bar = tqdm(plan, desc="report", unit="section", disable=not progress, dynamic_ncols=True)
+        for key, heading, fn in bar:
+            bar.set_postfix_str(key)
+            t0 = time.perf_counter()
+            inner = fn(ctx)
+            seconds[key] = time.perf_counter() - t0
+            sections.append((key, heading, inner + paragraph(f"This section took {seconds[key]:.1f} s.", "note")))
+        bar.close()
+        info.update(sections=seconds, total_s=time.perf_counter() - t_start, numbers=ctx.numbers)
+        info["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        sections.append(("run", "Run time and machine", _run_section(info)))
+        with atomic_path(stage / "report.json") as tmp:
+            tmp.write_text(json.dumps(info, indent=2, default=_jsonable))
+        with atomic_path(stage / "index.html") as tmp:
+            tmp.write_text(page("difflab experiment report", _intro(info), sections), encoding="utf-8")
+        broken = check_links(stage / "index.html")
+        if broken:  # a bug in a section, never the user's input: do not publish a broken page
+            raise RuntimeError(f"report has broken links: {broken[:3]}")
+    return info
+
+
+def _jsonable(o):
+    if isinstance(o, (Path,)):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    return repr(o)
+
+
+def _intro(info: dict) -> str:
+    m = info["machine"]
+    return (paragraph(f"Generated {info['date']} in {info['total_s']:.0f} s on {m['cores']} x {m['cpu']}. "
+                      f"Every figure says what it shows and the exact command that regenerates it; all "
+                      f"numbers are also in report.json.")
+            + f"<p>This page: <code>{esc(info['command'])}</code></p>")
+
+
+def _run_section(info: dict) -> str:
+    m = info["machine"]
+    rows = [[k, f"{s:.1f}"] for k, s in info["sections"].items()] + [["total", f"{info['total_s']:.1f}"]]
+    meta = [["model", info["model"]], ["CPU", f"{m['cpu']} ({m['cores']} cores, torch threads {m['torch_threads']})"],
+            ["software", f"Python {m['python']}, torch {m['torch']}, {m['platform']}"],
+            ["load average (1, 5, 15 min)", f"start {m['load_average_at_start']}, end {m['load_average_at_end']}"],
+            ["date", info["date"]]]
+    return (table(["section", "seconds"], rows, "Wall time per section (other work on the machine slows it: "
+                  "see the load average).") + table(["", ""], meta, cls="meta"))
