@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trains the release digit model and the two evaluation classifiers on this machine's CPU, then copies
-# the EMA weights into src/difflab/assets/. About 90 minutes on 2 cores; run it in the background:
+# the EMA weights into src/difflab/assets/. About 85 minutes on 2 cores; run it in the background:
 #   nohup scripts/train_release.sh > runs/release.log 2>&1 &
 # Re-running resumes the diffusion training from runs/release/checkpoint.safetensors.
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=1073741824
 DL=.venv/bin/difflab
 OUT=runs/release
-STEPS=${STEPS:-6000}
+STEPS=${STEPS:-4000}
 mkdir -p "$OUT"
 start=$(date +%s)
 for domain in mnistm svhn; do
