@@ -148,18 +148,19 @@ def check_page(html_file, screenshot: Path | None = None, width: int = 1200) -> 
         nav = pipe.send("Page.navigate", {"url": Path(html_file).resolve().as_uri()}, session=s)
         if nav.get("errorText"):  # Chromium shows its own error page then, with images of its own
             raise RuntimeError(f"{html_file}: {nav['errorText']}")
-        pipe.wait_event("Page.loadEventFired")
+        pipe.wait_event("Page.loadEventFired", timeout=600)
         time.sleep(0.3)  # late console messages arrive just after load
         pipe.send("Runtime.evaluate", {"expression": "1"}, session=s)  # flush pending events
         images = json.loads(pipe.send("Runtime.evaluate", {"expression": IMAGES_JS, "returnByValue": True},
                                       session=s)["result"]["value"])
         result = PageCheck(images, _errors(pipe.events))
-        if screenshot is not None:
+        if screenshot is not None:  # the whole page: make the viewport as tall as the content first
             size = pipe.send("Page.getLayoutMetrics", session=s)["cssContentSize"]
-            shot = pipe.send("Page.captureScreenshot",
-                             {"format": "png", "captureBeyondViewport": True,
-                              "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"],
-                                       "scale": 1}}, session=s)
+            pipe.send("Emulation.setDeviceMetricsOverride",
+                      {"width": width, "height": int(size["height"]), "deviceScaleFactor": 1, "mobile": False},
+                      session=s)
+            # seconds on an idle machine; minutes when the CPU is shared with a training job
+            shot = pipe.send("Page.captureScreenshot", {"format": "png"}, session=s, timeout=600)
             screenshot.write_bytes(base64.b64decode(shot["data"]))
             result.screenshot = screenshot
         return result

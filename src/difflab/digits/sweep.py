@@ -29,20 +29,20 @@ SWEEP_PER_DIGIT = 10  # 200 images per scale: the whole default sweep is about a
 COLUMNS = ["guidance", *(f"{m}_{k}" for m in DOMAINS for k in ("acc", "fd", "fd_real")), "mean_acc", "seconds"]
 
 
-def parse_scales(text: str | list) -> list[float]:
+def parse_scales(text: str | list, flag: str = "--guidance") -> list[float]:
     """'0,1,2' (or a list) -> [0.0, 1.0, 2.0]; refuse negatives, NaN/inf, repeats and an empty list."""
     items = text.split(",") if isinstance(text, str) else list(text)
     try:
         scales = [float(str(s).strip()) for s in items]
     except ValueError:
-        raise DifflabError(f"--guidance: expected comma-separated numbers like 0,1,3, got {text!r}") from None
+        raise DifflabError(f"{flag}: expected comma-separated numbers like 0,1,3, got {text!r}") from None
     if not scales:
-        raise DifflabError("--guidance: give at least one scale")
+        raise DifflabError(f"{flag}: give at least one scale")
     for w in scales:
         if not math.isfinite(w) or w < 0:
-            raise DifflabError(f"--guidance: scales must be finite and >= 0, got {w:g}")
+            raise DifflabError(f"{flag}: scales must be finite and >= 0, got {w:g}")
     if len(set(scales)) != len(scales):
-        raise DifflabError(f"--guidance: {text!r} repeats a scale")
+        raise DifflabError(f"{flag}: {text!r} repeats a scale")
     return scales
 
 
@@ -56,10 +56,13 @@ def sweep(out_dir, model, schedule, cfg: GenerateConfig, scales, classifiers: di
 
     The output folder is built aside and moved into place complete, as `digits generate` does.
     """
+    from difflab.digits.classify import default_classifier_path, load_classifier
     from difflab.digits.evaluate import evaluate
 
     scales = parse_scales(scales)
     cfg.check()
+    for m in DOMAINS:  # a missing classifier must fail now, not after the first scale's images
+        load_classifier((classifiers or {}).get(m) or default_classifier_path(m))
     rows = []
     with staged_output_dir(out_dir, overwrite) as stage:
         for w in scales:

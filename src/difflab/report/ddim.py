@@ -88,7 +88,7 @@ def interpolation(ctx: Context) -> str:
         figure("ddim/interpolation/norms.png", "noise norms",
                f"Norm of the interpolated noise against alpha. A standard Gaussian in D = {x0.numel()} "
                "dimensions lies near the sphere of radius sqrt(D) (dashed); slerp stays on it, lerp cuts "
-               "inside. Same command.", None, width=520),
+               "inside. Written by the same command.", cmd, width=520),
         table(["alpha", *(f"{a:.2f}" for a in alphas)],
               [["|slerp|", *(f"{n[1]:.2f}" for n in norms)], ["|lerp|", *(f"{n[2]:.2f}" for n in norms)]],
               f"Noise norms (sqrt(D) = {radius:.2f})."),

@@ -122,7 +122,7 @@ def sweep(ctx: Context) -> str:
         f"the digits more often correct while the distance to the real distribution (diversity, "
         f"realism) eventually grows: the correctness/diversity trade-off. Values in sweep/sweep.csv.", cmd),
         figure("sweep/strip.png", "same seeds at every scale",
-               "Image {d}_001 of every digit at each scale (rows): the same starting noise, so each column "
+               "Image d_001 of every digit d at each scale (rows): the same starting noise, so each column "
                "shows how guidance changes one sample. Left MNIST-M, right SVHN.", cmd)]
     head = ["w", *(f"{PRETTY[m]} {k}" for m in DOMAINS for k in ("acc.", "Fréchet")), "mean acc.", "time (s)"]
     body = [[f"{r['guidance']:g}", *(f"{r[f'{m}_{k}']:.{p}f}" for m in DOMAINS for k, p in (("acc", 4), ("fd", 3))),

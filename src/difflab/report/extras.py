@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from difflab.errors import DifflabError
-from difflab.report.html import figure, paragraph, table
+from difflab.report.html import command_block, figure, paragraph, table
 from difflab.viz import save_image
 
 if TYPE_CHECKING:
@@ -59,8 +59,9 @@ def zeroshot(ctx: Context) -> str:
         table(["images", "classes", "top-1", f"top-{k}", "skipped (unreadable)"],
               [[s["n_images"], s["n_classes"], f"{100 * s['top1']:.2f}%", f"{100 * s[f'top{k}']:.2f}%",
                 s["n_skipped"]]],
-              f"CLIP zero-shot on {config.images_dir} with {len(s['templates'])} prompt template(s). "
-              f"Regenerate with: {cmd}"),
+              f"CLIP zero-shot on {config.images_dir} with {len(s['templates'])} prompt template(s), "
+              f"model {config.model}. Regenerate this table, the ones below and the cases figure with:"),
+        command_block(cmd),
         table(["class", "accuracy", "images"], [[n, f"{100 * a:.1f}%", c] for a, n, c in scored[:10]],
               "The worst classes (up to 10)."),
     ]
@@ -113,7 +114,6 @@ def textual_inversion(ctx: Context) -> str:
     scores = _read_scores(root / "scores.json")
     (ctx.stage / "ti").mkdir(parents=True, exist_ok=True)
     parts = []
-    report_cmd = ctx.command("report", ctx.out, "--ti", str(root), "...")
     for key in sorted({k for k, _ in layout}):
         prompts = sorted(i for k, i in layout if k == key)
         n = min(TI_COLUMNS, max(len(layout[key, i]) for i in prompts))
@@ -128,7 +128,7 @@ def textual_inversion(ctx: Context) -> str:
             f"ti/{key}.png", f"textual inversion concept {key}",
             f"Concept {key}: the first {n} images of each prompt of {root}/{key}/ (made by `difflab ti "
             f"generate PROMPTS.json {root} --model SD --embeds ...`; the report does not know that run's "
-            f"arguments). This sheet is rebuilt by the report command.", report_cmd))
+            f"arguments). This sheet is rebuilt by the report command.", ctx.report_command))
     if scores is None:
         parts.append(paragraph(f"No {root}/scores.json: run `difflab ti score PROMPTS.json {root} "
                                "--concepts CONCEPTS_DIR --clip CLIP_DIR` to add the CLIP scores here.", "note"))
@@ -143,8 +143,8 @@ def textual_inversion(ctx: Context) -> str:
             f"CLIP scores from {root}/scores.json (copied to ti/scores.json): mean over the top "
             f"{scores.get('top_k', 5)} images ranked by image + {scores.get('text_weight', 2.5):g} x text score; "
             f"image score = 100 x cosine to the concept's photos, text score = 100 x cosine to the plain-text "
-            f"description. Regenerate with: difflab ti score PROMPTS.json {root} --concepts CONCEPTS_DIR "
-            f"--clip CLIP_DIR"))
+            f"description. Regenerate with:"))
+        parts.append(command_block(f"difflab ti score PROMPTS.json {root} --concepts CONCEPTS_DIR --clip CLIP_DIR"))
     return "".join(parts)
 
 

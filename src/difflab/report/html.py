@@ -23,8 +23,7 @@ pre { padding: 0.5em 0.7em; white-space: pre-wrap; word-break: break-all; margin
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-caption { caption-side: bottom; text-align: left; font-size: 0.9em; color: #444; padding-top: 0.3em; }
-.meta td { text-align: left; } .note { color: #555; font-size: 0.92em; }
+.meta td { text-align: left; } .note { color: #555; font-size: 0.92em; margin-top: 0.2em; }
 """
 
 
@@ -44,13 +43,14 @@ def figure(src: str, alt: str, caption: str, command: str | None = None, width: 
             f"<figcaption>{esc(caption)} {cmd}</figcaption></figure>")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence], caption: str | None = None, cls: str = "") -> str:
-    """A plain table; cells are escaped text (format numbers before passing them)."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+def table(headers: Sequence[str] | None, rows: Sequence[Sequence], caption: str | None = None,
+          cls: str = "") -> str:
+    """A plain table (cells: escaped text; format numbers before passing them), its caption below it as
+    a paragraph (a <caption> would be squeezed to the table's width)."""
+    head = "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>" if headers else ""
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
-    cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     klass = f' class="{esc(cls)}"' if cls else ""
-    return f"<table{klass}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table{klass}>{head}<tbody>{body}</tbody></table>" + (paragraph(caption, "note") if caption else "")
 
 
 def paragraph(text: str, cls: str = "") -> str:

@@ -39,6 +39,7 @@ class Context:
     zeroshot: dict | None = None
     ti_dir: str | None = None
     progress: bool = True
+    report_command: str = ""  # the `difflab report` command of this run
     numbers: dict = field(default_factory=dict)
 
     def path(self, rel: str) -> str:
@@ -111,7 +112,7 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
     t_start = time.perf_counter()
     cfg = cfg or ReportConfig()
     cfg.check()
-    parse_scales(list(cfg.sweep_scales))
+    parse_scales(list(cfg.sweep_scales), "--sweep-scales")
     # every input is checked before the minutes of work: model, classifiers, CLIP, TI folder, timesteps
     model, schedule, meta = load_digit_model(model_path)
     parse_timesteps(list(cfg.timesteps), schedule.num_train_timesteps)
@@ -140,7 +141,7 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
     with staged_output_dir(out_dir, overwrite) as stage:
         ctx = Context(stage, str(out_dir), cfg, None if model_path is None else str(model_path), model, schedule,
                       classifiers, None if data_root is None else str(data_root), zs,
-                      None if ti is None else str(ti), progress)
+                      None if ti is None else str(ti), progress, info["command"])
         sections, seconds = [], {}
         bar = tqdm(plan, desc="report", unit="section", disable=not progress, dynamic_ncols=True)
         for key, heading, fn in bar:
@@ -187,4 +188,4 @@ def _run_section(info: dict) -> str:
             ["load average (1, 5, 15 min)", f"start {m['load_average_at_start']}, end {m['load_average_at_end']}"],
             ["date", info["date"]]]
     return (table(["section", "seconds"], rows, "Wall time per section (other work on the machine slows it: "
-                  "see the load average).") + table(["", ""], meta, cls="meta"))
+                  "see the load average).") + table(None, meta, cls="meta"))
