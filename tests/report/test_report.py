@@ -139,7 +139,9 @@ def test_bad_input_fails_fast_in_one_line(tmp_path, tiny_model, classifiers, dat
     new = str(tmp_path / "new")
     cases = [
         ([str(full)], "output folder is not empty"),
-        ([new, "--clip", str(tmp_path / "nope"), "--zeroshot", str(images)], "no such model folder"),
+        ([new, "--clip", str(tmp_path / "nope"), "--zeroshot", str(images), "--labels", str(labels)],
+         "no such model folder"),
+        ([new, "--clip", str(clip), "--zeroshot", str(images)], "need --labels id2label.json"),
         ([new, "--clip", str(broken_clip), "--zeroshot", str(images), "--labels", str(labels)], "cannot load"),
         ([new, "--zeroshot", str(images)], "--clip and --zeroshot go together"),
         ([new, "--timesteps", "1200,0"], "outside [0, 1000]"),
