@@ -204,16 +204,17 @@ class DDPMSampler:
 
 
 def cfg_eps_fn(model: torch.nn.Module, digits: torch.Tensor, domains: torch.Tensor, guidance: float,
-               null_digit: int = 10, null_domain: int = 2) -> EpsFn:
+               null_digit: int = 10, null_domain: int | None = 2) -> EpsFn:
     """Classifier-free guidance (Ho & Salimans 2022) as an eps_fn over a conditional model.
 
     eps = eps_uncond + w * (eps_cond - eps_uncond), with both predictions from ONE batched forward pass
     of 2B rows. w=1 is the conditional model, w=0 the unconditional one (each then needs one pass only).
-    digits, domains: (B,) long labels.
+    digits, domains: (B,) long labels. null_domain=None keeps the domain in the "unconditional" branch,
+    so only the digit is guided (the domain is then followed at w=1 and not over-amplified).
     """
     B = digits.shape[0]
     null_d = torch.full_like(digits, null_digit)
-    null_m = torch.full_like(domains, null_domain)
+    null_m = domains if null_domain is None else torch.full_like(domains, null_domain)
 
     def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
         if guidance == 1.0:

@@ -24,7 +24,8 @@ def _train_classifier(args):
     from difflab.digits.classify import default_classifier_path, train_classifier
 
     out = args.out or default_classifier_path(args.domain)
-    _, acc = train_classifier(args.domain, out, epochs=args.epochs, seed=args.seed, data_root=args.data_root)
+    _, acc = train_classifier(args.domain, out, epochs=args.epochs, seed=args.seed, data_root=args.data_root,
+                              train_size=args.train_size)
     print(f"{args.domain} classifier: val acc = {acc:.4f} -> {out}")
 
 
@@ -116,6 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--domain", required=True, choices=["mnistm", "svhn"])
     p.add_argument("--out", default=None)
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--train-size", type=int, default=16000, help="synthesised training images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
     p.set_defaults(func=_train_classifier)
