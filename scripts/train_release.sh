@@ -11,15 +11,24 @@ OUT=runs/release
 STEPS=${STEPS:-4000}
 mkdir -p "$OUT"
 start=$(date +%s)
-for domain in mnistm svhn; do
-  [ -f "$OUT/classifier_$domain.safetensors" ] ||
-    $DL digits train-classifier --domain "$domain" --epochs 10 --seed 0 --out "$OUT/classifier_$domain.safetensors"
-done
+# MNIST-M gets more epochs and 8 photo patches per digit (32000 images): with 10 epochs on 16000 its
+# real validation accuracy was 0.972, too weak to judge generated digits; this gives 0.987.
+[ -f "$OUT/classifier_mnistm.safetensors" ] ||
+  $DL digits train-classifier --domain mnistm --epochs 15 --train-size 32000 --seed 0 --out "$OUT/classifier_mnistm.safetensors"
+[ -f "$OUT/classifier_svhn.safetensors" ] ||
+  $DL digits train-classifier --domain svhn --epochs 10 --seed 0 --out "$OUT/classifier_svhn.safetensors"
 cls_done=$(date +%s)
 resume=()
 [ -f "$OUT/checkpoint.safetensors" ] && resume=(--resume latest)
 $DL digits train --out-dir "$OUT" --steps "$STEPS" --batch-size 128 --lr 5e-4 --seed 0 "${resume[@]}"
 end=$(date +%s)
-cp "$OUT/ema.safetensors" src/difflab/assets/digits_unet.safetensors
+# ship the EMA weights stored as float16 (7.6 MB instead of 15 MB); they load back into float32
+.venv/bin/python - "$OUT/ema.safetensors" src/difflab/assets/digits_unet.safetensors <<'PY'
+import sys
+from difflab.io import load_checkpoint, save_checkpoint
+t, meta = load_checkpoint(sys.argv[1])
+meta["stored_dtype"] = "float16"
+save_checkpoint(sys.argv[2], {k: v.half() if v.is_floating_point() else v for k, v in t.items()}, meta)
+PY
 cp "$OUT/classifier_mnistm.safetensors" "$OUT/classifier_svhn.safetensors" src/difflab/assets/
 echo "classifiers: $((cls_done - start)) s, diffusion: $((end - cls_done)) s, total: $((end - start)) s"

@@ -34,7 +34,7 @@ def _gen_config(args):
 
     return GenerateConfig(per_digit=args.per_digit, guidance=args.guidance, steps=args.steps,
                           sampler=args.sampler, eta=args.eta, seed=args.seed, batch_size=args.batch_size,
-                          bf16=not args.fp32)
+                          bf16=not args.fp32, guide=args.guide)
 
 
 def _generate(args):
@@ -78,6 +78,8 @@ def _add_generate_args(p, gen_defaults):
     p.add_argument("--seed", type=int, default=gen_defaults.seed)
     p.add_argument("--batch-size", type=int, default=gen_defaults.batch_size)
     p.add_argument("--fp32", action="store_true", help="run the network in float32 (default bf16 autocast)")
+    p.add_argument("--guide", choices=["digit", "both"], default=gen_defaults.guide,
+                   help="what guidance amplifies: the digit only (default) or digit and domain")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
 
 

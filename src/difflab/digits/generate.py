@@ -30,7 +30,7 @@ from difflab.viz import grid, save_image
 @dataclass
 class GenerateConfig:
     per_digit: int = 50
-    guidance: float = 3.0
+    guidance: float = 5.0
     steps: int = 25
     sampler: str = "ddim"  # "ddim" or "ddpm"
     eta: float = 0.0
