@@ -68,7 +68,8 @@ def main() -> None:
         "results": res,
     }
     rows = [("images", f"{med_run['images']}"), ("generate median of runs (s)", f"{med:.1f}"),
-            ("  network (s)", f"{med_run['network_s']:.1f}"), ("  rest: sampler, PNG, grids (s)", f"{med_run['other_s']:.1f}"),
+            ("  network (s)", f"{med_run['network_s']:.1f}"),
+            ("  rest: sampler, PNG, grids (s)", f"{med_run['other_s']:.1f}"),
             ("all runs (s)", ", ".join(f"{r['total_s']:.1f}" for r in runs)), ("eval (s)", f"{eval_s:.1f}")]
     for m, r in res["domains"].items():
         rows += [(f"{m} acc (gen)", f"{r['acc']:.4f} ({r['correct']}/{r['total']})"),

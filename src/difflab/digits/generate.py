@@ -31,7 +31,7 @@ from difflab.viz import grid, save_image
 class GenerateConfig:
     per_digit: int = 50
     guidance: float = 5.0
-    steps: int = 25
+    steps: int = 20
     sampler: str = "ddim"  # "ddim" or "ddpm"
     eta: float = 0.0
     seed: int = 0
