@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(BIN)/difflab demo outputs/demo --overwrite
 
 test: $(STAMP)
+	bash scripts/ensure_chromium.sh
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest tests
 
