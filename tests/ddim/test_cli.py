@@ -131,7 +131,7 @@ def test_invert_writes_noise_and_reports_round_trip(tmp_path, capsys, noise_dir,
     x0 = x0.permute(0, 3, 1, 2).float() / 127.5 - 1
     sampler = DDIMSampler(NoiseSchedule(), steps=5)
     with torch.no_grad():
-        z = sampler.invert(eps, x0)
+        z = sampler.invert(eps, x0)  # the CLI default, one fixed-point iteration per step
         recon = sampler.sample(eps, z)
     for i in range(3):
         saved = torch.load(tmp_path / "inv" / f"0{i}.pt")
@@ -158,8 +158,23 @@ def test_inversion_round_trip_converges_on_an_exact_model():
     err = {}
     for S in (10, 100):
         s = DDIMSampler(sched, steps=S)
-        err[S] = float((s.sample(eps, s.invert(eps, x0)) - x0).pow(2).mean())
+        err[S] = float((s.sample(eps, s.invert(eps, x0, fixed_point_iters=0)) - x0).pow(2).mean())
     assert err[100] < 5e-4 and err[100] < err[10] / 20
+    # fixed-point iterations solve each inverse step for eps(x_t, t) itself: far smaller error at the
+    # same number of network calls (k per step, +1), shrinking further with k
+    s, calls = DDIMSampler(sched, steps=50), [0]
+
+    def counted(x, t):
+        calls[0] += 1
+        return eps(x, t)
+
+    fp = {}
+    for k in (0, 1, 2):
+        calls[0] = 0
+        z = s.invert(counted, x0, fixed_point_iters=k)
+        assert calls[0] == (50 if k == 0 else 50 * k + 1)
+        fp[k] = float((s.sample(eps, z) - x0).pow(2).mean())
+    assert fp[1] < fp[0] / 20 and fp[2] < fp[1] / 20, fp
 
 
 def test_other_model_sources(tmp_path, capsys, diffusers_dir):
@@ -218,6 +233,11 @@ def test_cli_defaults_are_the_config_defaults():
     from difflab.ddim.cli import CONFIG_FLAGS
     from difflab.ddim.config import DDIMConfig
 
-    args = build_parser().parse_args(["ddim", "sample", "n", "o"])
     d = DDIMConfig()
-    assert {k: getattr(args, k) for k in CONFIG_FLAGS} == {k: getattr(d, k) for k in CONFIG_FLAGS}
+    seen = set()
+    for argv in (["sample", "n", "o"], ["invert", "i", "o"]):
+        args = build_parser().parse_args(["ddim", *argv])
+        flags = [k for k in CONFIG_FLAGS if hasattr(args, k)]
+        assert {k: getattr(args, k) for k in flags} == {k: getattr(d, k) for k in flags}
+        seen.update(flags)
+    assert seen == set(CONFIG_FLAGS)

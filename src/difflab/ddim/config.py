@@ -29,12 +29,15 @@ class DDIMConfig:
     batch_size: int = 16
     seed: int = 0
     to_pixels: str = "clamp"
+    invert_iters: int = 1  # fixed-point iterations per inversion step (0: classic, diffusers' inverse)
 
     def check(self) -> None:
         if not (isinstance(self.eta, (int, float)) and 0.0 <= self.eta <= 1.0):
             raise DifflabError(f"--eta must be in [0, 1], got {self.eta}")
         if self.steps < 1:
             raise DifflabError(f"--steps must be at least 1, got {self.steps}")
+        if self.invert_iters < 0:
+            raise DifflabError(f"--invert-iters must be >= 0, got {self.invert_iters}")
         if self.batch_size < 1:
             raise DifflabError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.clip_x0 is not None and not (math.isfinite(self.clip_x0) and self.clip_x0 > 0):

@@ -137,8 +137,9 @@ def load_image_dir(folder, shape: tuple[int, int, int] | None) -> tuple[list[str
 
 def invert_dir(images_dir, out_dir, model: EpsModel, cfg: DDIMConfig, overwrite: bool = False,
                progress: bool = True) -> dict:
-    """Invert every image to noise (OUT/<stem>.pt), re-sample it (OUT/reconstructed/<stem>.png) and
-    return {'stems', 'mse' (per image, 0-1 scale), 'noise_std', 'seconds'}."""
+    """Invert every image to noise (OUT/<stem>.pt) with `cfg.invert_iters` fixed-point iterations per
+    step, re-sample it (OUT/reconstructed/<stem>.png) and return {'stems', 'mse' (per image, 0-1
+    scale), 'noise_std', 'seconds'}."""
     cfg.check()
     schedule = cfg.schedule(model.schedule)
     sampler = cfg.sampler(schedule, eta=0.0)  # inversion is the deterministic ODE only
@@ -150,7 +151,8 @@ def invert_dir(images_dir, out_dir, model: EpsModel, cfg: DDIMConfig, overwrite:
               dynamic_ncols=True, leave=False) as bar, torch.inference_mode():
         for s in range(0, len(x0), cfg.batch_size):
             batch = x0[s:s + cfg.batch_size]
-            noises.append(sampler.invert(model, batch, lambda _o, n=len(batch): bar.update(n)))
+            noises.append(sampler.invert(model, batch, lambda _o, n=len(batch): bar.update(n),
+                                         cfg.invert_iters))
     noise = torch.cat(noises)
     recon = run_sampler(model, sampler, noise, cfg.seed, cfg.batch_size, progress=progress,
                         desc="re-sampling")
