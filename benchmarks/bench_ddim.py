@@ -6,9 +6,10 @@
    randomly initialised default ConditionalUNet() (the cost of the trained one) under inference_mode;
    diffusers' DDIMScheduler loop on the same model in the same rounds; rounds interleaved, medians.
    Also the scheduler alone (eps from a lookup instead of a network), in microseconds per step.
-3. inversion: images sampled from the digit model (50 steps, guidance 3, saved to uint8 like PNGs), inverted
-   at 50 steps with their own labels, re-sampled; reconstruction MSE on the 0-1 scale. Also for the older
-   convention (eps evaluated at the current, lower timestep) to justify the one in DDIMSampler.invert.
+3. inversion: images sampled from the digit model (50 steps, saved to uint8 like PNGs), inverted at 50
+   steps with their own labels (guidance 1 and 3), re-sampled; reconstruction MSE on the 0-1 scale, for
+   the classic step (diffusers' DDIMInverseScheduler), the older eps-at-t_prev variant, and 1-3
+   fixed-point iterations per step (DDIMSampler.invert's default is 1), with network calls per run.
 
     nice -n 19 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ddim.py [--digits-model PATH]
 Writes benchmarks/results/ddim.json and prints tables. Without trained weights (the shipped file or
@@ -170,22 +171,35 @@ def overhead(batch, steps, rounds):
 def inversion(model, n, steps, guidance):
     digits, domains = labels(n)
     eps_fn = cfg_eps_fn(model, digits, domains, guidance)
+    calls = [0]
+
+    def counted(x, t):
+        calls[0] += 1
+        return eps_fn(x, t)
+
     s = DDIMSampler(NoiseSchedule(), steps)
+    variants = [("classic, eps(x_prev, t) (fixed_point_iters=0, = diffusers DDIMInverseScheduler)",
+                 lambda y: s.invert(counted, y, fixed_point_iters=0)),
+                ("older variant, eps(x_prev, t_prev)", lambda y: invert_at_current(s, counted, y))]
+    variants += [(f"fixed-point, {k} iteration(s) per step",
+                  lambda y, k=k: s.invert(counted, y, fixed_point_iters=k)) for k in (1, 2, 3)]
     with torch.inference_mode():
         x = s.sample(eps_fn, torch.randn(n, 3, 28, 28, generator=torch.Generator().manual_seed(3)))
         x0 = torch.from_numpy(to_uint8(x)).permute(0, 3, 1, 2).float() / 127.5 - 1  # as read from PNG
         out = {}
-        for name, inv in (("target_timestep (ours, = diffusers DDIMInverseScheduler)", s.invert),
-                          ("current_timestep (older variant)", lambda f, y: invert_at_current(s, f, y))):
-            z = inv(eps_fn, x0)
+        for name, inv in variants:
+            calls[0] = 0
+            z = inv(x0)
             recon = ((s.sample(eps_fn, z) + 1) / 2).clamp(0, 1)
-            out[name] = {"mse_0_1": float((recon - (x0 + 1) / 2).pow(2).mean()), "noise_std": float(z.std())}
-            print(f"  inversion guidance {guidance:g} {name}: MSE(0-1) = {out[name]['mse_0_1']:.3e}, "
-                  f"noise std {out[name]['noise_std']:.3f}")
+            out[name] = {"mse_0_1": float((recon - (x0 + 1) / 2).pow(2).mean()), "noise_std": float(z.std()),
+                         "network_calls": calls[0]}
+            print(f"  inversion guidance {guidance:g}, {name}: MSE(0-1) = {out[name]['mse_0_1']:.3e}, "
+                  f"noise std {out[name]['noise_std']:.3f}, {calls[0]} network calls")
     return out
 
 
 def invert_at_current(s: DDIMSampler, eps_fn, x):
+    """The variant this project started with: eps at the current, lower timestep t - T//S."""
     for t in s.timesteps.flip(0).tolist():
         t_prev = s.prev_timestep(t)
         a_t, a_prev = s._alpha(t), s._alpha(t_prev)
