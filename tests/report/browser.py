@@ -77,7 +77,7 @@ class _Pipe:
         return json.loads(raw)
 
     def send(self, method: str, params: dict | None = None, session: str | None = None,
-             timeout: float = 60) -> dict:
+             timeout: float = 300) -> dict:
         self._next_id += 1
         msg = {"id": self._next_id, "method": method, "params": params or {}}
         if session:

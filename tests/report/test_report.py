@@ -165,8 +165,12 @@ def test_ti_section_without_scores_says_how_to_get_them(tmp_path, tiny_model, cl
     from difflab.report.run import run_report
 
     ti = make_ti_folder(tmp_path / "ti", scores=False)
-    cfg = ReportConfig(**{**TINY_CFG, "sweep_scales": (1.0,)})
+    # grids and sweep of the same size: the sweep copies the grids' images at their scale
+    cfg = ReportConfig(**{**TINY_CFG, "sweep_scales": (0.0, 1.5), "guidance": 1.5, "per_digit": 1, "invert_count": 1})
     run_report(tmp_path / "out", cfg, tiny_model[0], classifiers, data_root, ti=ti, progress=False)
-    page = (tmp_path / "out" / "index.html").read_text()
+    out = tmp_path / "out"
+    page = (out / "index.html").read_text()
     assert "difflab ti score PROMPTS.json" in page and f"No {ti}/scores.json" in page
-    assert check_links(tmp_path / "out" / "index.html") == []
+    assert check_links(out / "index.html") == []
+    assert "w = 1.5 are those of the grids above" in page
+    assert np.array_equal(pixels(out / "digits/svhn/8_001.png"), pixels(out / "sweep/guidance_1.5/svhn/8_001.png"))

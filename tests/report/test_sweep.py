@@ -39,6 +39,21 @@ def test_sweep_same_seeds_csv_and_plots(tmp_path, tiny_model, classifiers, data_
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
+def test_reuse_gives_the_same_files(tmp_path, tiny_model, classifiers, data_root):
+    _, model, schedule = tiny_model
+    cfg = GenerateConfig(per_digit=1, steps=2, batch_size=32)
+    generate(tmp_path / "grids", model, schedule, GenerateConfig(per_digit=1, steps=2, batch_size=32, guidance=2.0),
+             progress=False)
+    a = sweep(tmp_path / "a", model, schedule, cfg, [1.0, 2.0], classifiers, data_root, progress=False)
+    b = sweep(tmp_path / "b", model, schedule, cfg, [1.0, 2.0], classifiers, data_root, progress=False,
+              reuse={2.0: tmp_path / "grids"})
+    for ra, rb in zip(a, b):
+        assert {k: v for k, v in ra.items() if k != "seconds"} == {k: v for k, v in rb.items() if k != "seconds"}
+    for name in ("strip.png", "guidance_2/svhn/4_001.png", "guidance_2/mnistm_grid.png"):
+        a_px, b_px = (np.asarray(Image.open(tmp_path / d / name)) for d in ("a", "b"))
+        assert np.array_equal(a_px, b_px), name
+
+
 @pytest.mark.parametrize("text,msg", [("-1,2", ">= 0"), ("1,nan", "finite"), ("1,1", "repeats"),
                                       ("1,x", "comma-separated numbers"), ("inf", "finite")])
 def test_bad_scales(text, msg):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shutil
 import time
 from dataclasses import replace
 
@@ -51,9 +52,12 @@ def folder_name(w: float) -> str:
 
 
 def sweep(out_dir, model, schedule, cfg: GenerateConfig, scales, classifiers: dict | None = None,
-          data_root=None, overwrite: bool = False, progress: bool = True) -> list[dict]:
+          data_root=None, overwrite: bool = False, progress: bool = True, reuse: dict | None = None
+          ) -> list[dict]:
     """Generate + evaluate at every scale (cfg.guidance is ignored); return one row per scale (COLUMNS).
 
+    reuse: {scale: folder} of `digits generate` outputs made with exactly `cfg` at that scale (the
+    report's own grids), copied instead of generated again: the same files, minutes saved.
     The output folder is built aside and moved into place complete, as `digits generate` does.
     """
     from difflab.digits.classify import default_classifier_path, load_classifier
@@ -68,7 +72,10 @@ def sweep(out_dir, model, schedule, cfg: GenerateConfig, scales, classifiers: di
         for w in scales:
             t0 = time.perf_counter()
             sub = stage / folder_name(w)
-            generate(sub, model, schedule, replace(cfg, guidance=w), progress=progress)
+            if w in (reuse or {}):
+                shutil.copytree(reuse[w], sub)
+            else:
+                generate(sub, model, schedule, replace(cfg, guidance=w), progress=progress)
             res = evaluate(sub, classifiers, data_root=data_root, seed=0)
             row = {"guidance": w, "mean_acc": res["mean_acc"], "seconds": time.perf_counter() - t0}
             for m, r in res["domains"].items():

@@ -109,7 +109,7 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
     from difflab.report import ddim as ddim_sections
     from difflab.report import digits, extras
 
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     cfg = cfg or ReportConfig()
     cfg.check()
     parse_scales(list(cfg.sweep_scales), "--sweep-scales")
@@ -142,16 +142,18 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
         ctx = Context(stage, str(out_dir), cfg, None if model_path is None else str(model_path), model, schedule,
                       classifiers, None if data_root is None else str(data_root), zs,
                       None if ti is None else str(ti), progress, info["command"])
-        sections, seconds = [], {}
+        sections, seconds, cpu = [], {}, {}
         bar = tqdm(plan, desc="report", unit="section", disable=not progress, dynamic_ncols=True)
         for key, heading, fn in bar:
             bar.set_postfix_str(key)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             inner = fn(ctx)
-            seconds[key] = time.perf_counter() - t0
+            seconds[key], cpu[key] = time.perf_counter() - t0, time.process_time() - c0
             sections.append((key, heading, inner + paragraph(f"This section took {seconds[key]:.1f} s.", "note")))
         bar.close()
-        info.update(sections=seconds, total_s=time.perf_counter() - t_start, numbers=ctx.numbers)
+        # CPU seconds beside wall seconds: on a shared machine they show how much the run was slowed
+        info.update(sections=seconds, sections_cpu_s=cpu, total_s=time.perf_counter() - t_start,
+                    total_cpu_s=time.process_time() - c_start, numbers=ctx.numbers)
         info["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         sections.append(("run", "Run time and machine", _run_section(info)))
         with atomic_path(stage / "report.json") as tmp:
@@ -182,10 +184,14 @@ def _intro(info: dict) -> str:
 
 def _run_section(info: dict) -> str:
     m = info["machine"]
-    rows = [[k, f"{s:.1f}"] for k, s in info["sections"].items()] + [["total", f"{info['total_s']:.1f}"]]
+    rows = [[k, f"{s:.1f}", f"{info['sections_cpu_s'][k]:.1f}"] for k, s in info["sections"].items()]
+    rows.append(["total (with loading and checks)", f"{info['total_s']:.1f}", f"{info['total_cpu_s']:.1f}"])
     meta = [["model", info["model"]], ["CPU", f"{m['cpu']} ({m['cores']} cores, torch threads {m['torch_threads']})"],
             ["software", f"Python {m['python']}, torch {m['torch']}, {m['platform']}"],
             ["load average (1, 5, 15 min)", f"start {m['load_average_at_start']}, end {m['load_average_at_end']}"],
             ["date", info["date"]]]
-    return (table(["section", "seconds"], rows, "Wall time per section (other work on the machine slows it: "
-                  "see the load average).") + table(None, meta, cls="meta"))
+    return (table(["section", "wall s", "CPU s"], rows,
+                  f"Wall and CPU time (all threads of this process) per section. With {m['torch_threads']} torch "
+                  "thread(s), CPU time well above wall time means the threads ran in parallel; wall time well "
+                  "above CPU / threads means other work shared the machine (see the load average).")
+            + table(None, meta, cls="meta"))
