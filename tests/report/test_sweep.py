@@ -21,7 +21,7 @@ def test_sweep_same_seeds_csv_and_plots(tmp_path, tiny_model, classifiers, data_
     for r, t in zip(rows, table):
         assert float(t["mnistm_acc"]) == pytest.approx(r["mnistm_acc"], abs=1e-6)
         assert 0 <= r["mnistm_acc"] <= 1 and r["mean_acc"] == pytest.approx((r["mnistm_acc"] + r["svhn_acc"]) / 2)
-    # the floor compares the same real images at every scale
+    # real vs real compares the same real images at every scale
     assert rows[0]["svhn_fd_real"] == rows[1]["svhn_fd_real"]
     # each scale is exactly `digits generate` with only --guidance changed
     generate(tmp_path / "ref", model, schedule, GenerateConfig(per_digit=1, steps=2, batch_size=32, guidance=2.5),

@@ -4,8 +4,8 @@ classifier-free guidance scale w.
 Every scale generates the *same* seeds (the same x_T per image; `digits generate` with only --guidance
 changed) into OUT_DIR/guidance_{w}/ in the standard layout, and is evaluated like `digits eval`: digit
 accuracy by the domain's own classifier (correctness) and the Fréchet distance of classifier features to
-real images (diversity and fidelity; the real-vs-real value is its floor). Writes sweep.csv, sweep.png
-(both metrics against w) and strip.png (the first image of every digit at every scale).
+real images (diversity and fidelity; real vs real at the same sample size is its noise level). Writes
+sweep.csv, sweep.png (both metrics against w) and strip.png (the first image of every digit at every scale).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def write_csv(rows: list[dict], path) -> None:
 
 
 def plot_sweep(rows: list[dict], path, title: str = "") -> None:
-    """Two panels against w: accuracy (per domain + mean) and Fréchet distance (with the real floor)."""
+    """Two panels against w: accuracy (per domain + mean) and Fréchet distance (with real vs real)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,7 +112,7 @@ def plot_sweep(rows: list[dict], path, title: str = "") -> None:
     for m, style in zip(DOMAINS, ("o-", "s-")):
         a1.plot(w, [r[f"{m}_acc"] for r in rows], style, label=m)
         line = a2.plot(w, [r[f"{m}_fd"] for r in rows], style, label=f"{m} generated vs real")[0]
-        # the floor is the same at every scale (same real images, same sample size)
+        # real vs real is the same at every scale (same real images, same sample size)
         a2.axhline(float(np.mean([r[f"{m}_fd_real"] for r in rows])), color=line.get_color(), ls="--",
                    lw=1, label=f"{m} real vs real")
     a1.plot(w, [r["mean_acc"] for r in rows], "k^--", lw=1, label="mean")

@@ -61,7 +61,8 @@ def _sweep(args):
     for r in rows:
         print(f"{r['guidance']:>5g} {r['mnistm_acc']:>12.4f} {r['svhn_acc']:>9.4f} {r['mean_acc']:>7.4f} "
               f"{r['mnistm_fd']:>11.3f} {r['svhn_fd']:>8.3f}")
-    print(f"Fréchet real-vs-real floor: MNIST-M {rows[0]['mnistm_fd_real']:.3f}, SVHN {rows[0]['svhn_fd_real']:.3f}")
+    print(f"Fréchet real vs real (same sample sizes): MNIST-M {rows[0]['mnistm_fd_real']:.3f}, "
+          f"SVHN {rows[0]['svhn_fd_real']:.3f}")
     print(f"wrote {args.out_dir}/sweep.csv, sweep.png, strip.png and guidance_*/")
 
 

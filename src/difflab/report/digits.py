@@ -63,7 +63,8 @@ def grids_and_table(ctx: Context) -> str:
         f"Accuracy: the domain's own classifier agrees with the digit asked for (the real-validation "
         f"accuracy beside it says how far to trust that classifier). Fréchet distance between the "
         f"classifier's penultimate features of generated and real validation images (lower is better); "
-        f"real vs real, with the same sample sizes, is the floor it can reach. {10 * n} images per "
+        f"real vs real is the distance between two real samples of the same sizes: what sampling noise "
+        f"alone gives, so values near it are as close to real as {10 * n} images can tell. {10 * n} images per "
         f"domain: one mistake moves the accuracy by {100 / (10 * n):.2f} points."))
     parts.append(paragraph("Regenerate the table (after the images above):"))
     parts.append(command_block(ctx.command("digits", "eval", ctx.path("digits"), *classifier_flags(ctx))))
@@ -120,9 +121,10 @@ def sweep(ctx: Context) -> str:
         "sweep/sweep.png", "accuracy and Fréchet distance against the guidance scale",
         f"Classifier-free guidance scale w (0 = unconditional model, 1 = conditional, > 1 = guided) "
         f"against digit accuracy (left) and the Fréchet distance to real images (right; dashed: the "
-        f"real-vs-real floor). Every scale draws the same {n} starting noises per domain. Higher w makes "
-        f"the digits more often correct while the distance to the real distribution (diversity, "
-        f"realism) eventually grows: the correctness/diversity trade-off. Values in sweep/sweep.csv.", cmd),
+        f"distance between two real samples of the same size). Every scale draws the same {n} starting "
+        f"noises per domain. Higher w makes the digits more often correct while the distance to the real "
+        f"distribution (diversity, realism) eventually grows: the correctness/diversity trade-off. Values "
+        f"in sweep/sweep.csv.", cmd),
         figure("sweep/strip.png", "same seeds at every scale",
                "Image d_001 of every digit d at each scale (rows): the same starting noise, so each column "
                "shows how guidance changes one sample. Left MNIST-M, right SVHN.", cmd)]
@@ -133,5 +135,5 @@ def sweep(ctx: Context) -> str:
     same = [w for w in scales if w in reuse]
     note = (f" The images at w = {same[0]:g} are those of the grids above (same seeds and settings), copied "
             "rather than generated twice, hence its short time." if same else "")
-    parts.append(table(head, body, f"{n} images per domain at each scale; Fréchet real-vs-real floor: {floor}.{note}"))
+    parts.append(table(head, body, f"{n} images per domain at each scale; Fréchet real vs real: {floor}.{note}"))
     return "".join(parts)
