@@ -76,3 +76,14 @@ def test_cfg_limits_and_formula(tiny_unet):
         torch.testing.assert_close(cfg_eps_fn(tiny_unet, digits, domains, 1.0)(x, t), cond)
         w3 = cfg_eps_fn(tiny_unet, digits, domains, 3.0)(x, t)  # one batched pass of 6 rows
         torch.testing.assert_close(w3, uncond + 3.0 * (cond - uncond), atol=1e-5, rtol=1e-4)
+
+
+def test_unet_moves_like_any_module(tiny_unet):
+    # .to()/.double()/.half() go through nn.Module._apply: a method of that name on the UNet broke them
+    x, t = torch.randn(2, 3, 28, 28), torch.tensor([5, 500])
+    digits, domains = torch.tensor([3, 10]), torch.tensor([0, 2])
+    with torch.no_grad():
+        ref = tiny_unet(x, t, digits, domains)
+        out = tiny_unet.to(torch.float64)(x.double(), t, digits, domains)
+    assert out.dtype == torch.float64
+    assert torch.allclose(out.float(), ref, atol=1e-5)

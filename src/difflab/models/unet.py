@@ -134,21 +134,21 @@ class ConditionalUNet(nn.Module):
         nn.init.zeros_(self.out[-1].bias)
 
     @staticmethod
-    def _apply(blocks: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def _run_blocks(blocks: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         for b in blocks:
             h = b(h, emb) if isinstance(b, ResBlock) else b(h)
         return h
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, digit: torch.Tensor, domain: torch.Tensor
                 ) -> torch.Tensor:
-        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))
+        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(x.dtype))
         emb = emb + self.digit_emb(digit) + self.domain_emb(domain)
         h = self.conv_in(x)
         hs = [h]
         for blocks in self.down:
-            h = self._apply(blocks, h, emb)
+            h = self._run_blocks(blocks, h, emb)
             hs.append(h)
-        h = self._apply(self.mid, h, emb)
+        h = self._run_blocks(self.mid, h, emb)
         for blocks in self.up:
-            h = self._apply(blocks, torch.cat([h, hs.pop()], dim=1), emb)
+            h = self._run_blocks(blocks, torch.cat([h, hs.pop()], dim=1), emb)
         return self.out(h)
