@@ -1,11 +1,11 @@
 """Benchmark `difflab digits generate` (1000 images) + eval on the shipped model.
 
 Prints one table and writes benchmarks/results/digits.json. Timing: median of --runs full generations
-(network vs the rest), under the allocator settings below (set them in the environment before Python
-starts; the Makefile does): glibc's default malloc made timings swing up to 2x on these tensor sizes.
+(network vs the rest), under the glibc allocator settings below: with glibc's default malloc the timings
+swung up to 2x on these tensor sizes (millions of page faults). They only act when set before the
+process starts, so the script re-executes itself with them (the Makefile exports the same values).
 
-    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=1073741824 \
-        .venv/bin/python benchmarks/bench_digits.py
+    .venv/bin/python benchmarks/bench_digits.py [--model runs/x/ema.safetensors] [--runs 3]
 """
 
 from __future__ import annotations
@@ -15,17 +15,23 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+MALLOC = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296",
+          "MALLOC_TOP_PAD_": "1073741824"}
+if any(os.environ.get(k) != v for k, v in MALLOC.items()):  # glibc reads them at process start only
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC})
 
-from difflab.digits.evaluate import evaluate
-from difflab.digits.generate import GenerateConfig, generate
-from difflab.digits.model_io import load_digit_model
+import torch  # noqa: E402
 
-MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+from difflab.digits.evaluate import evaluate  # noqa: E402
+from difflab.digits.generate import GenerateConfig, generate  # noqa: E402
+from difflab.digits.model_io import DEFAULT_MODEL, load_digit_model  # noqa: E402
+
+MALLOC_VARS = tuple(MALLOC)
 
 
 def machine() -> str:
@@ -46,10 +52,13 @@ def main() -> None:
     ap.add_argument("--per-digit", type=int, default=50)
     ap.add_argument("--guidance", type=float, default=GenerateConfig.guidance)
     ap.add_argument("--steps", type=int, default=GenerateConfig.steps)
+    ap.add_argument("--guide", choices=["digit", "both"], default=GenerateConfig.guide)
+    ap.add_argument("--model", default=str(DEFAULT_MODEL), help="digit model (default: the shipped one)")
     ap.add_argument("--out", default="benchmarks/results/digits.json")
     args = ap.parse_args()
-    model, schedule, _ = load_digit_model()
-    cfg = GenerateConfig(per_digit=args.per_digit, guidance=args.guidance, steps=args.steps)
+    model, schedule, _ = load_digit_model(args.model)
+    cfg = GenerateConfig(per_digit=args.per_digit, guidance=args.guidance, steps=args.steps, guide=args.guide)
+    load_start = os.getloadavg()
     runs, res = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
@@ -62,7 +71,8 @@ def main() -> None:
     med = statistics.median(r["total_s"] for r in runs)
     med_run = min(runs, key=lambda r: abs(r["total_s"] - med))
     out = {
-        "machine": machine(), "malloc": {k: os.environ.get(k) for k in MALLOC_VARS},
+        "machine": machine(), "model": args.model, "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
+        "malloc": {k: os.environ.get(k) for k in MALLOC_VARS},
         "config": cfg.__dict__, "runs_s": [r["total_s"] for r in runs], "median_s": med,
         "median_network_s": med_run["network_s"], "median_other_s": med_run["other_s"], "eval_s": eval_s,
         "results": res,
@@ -78,7 +88,8 @@ def main() -> None:
                  (f"{m} Fréchet real-vs-real", f"{r['fd_real_vs_real']:.3f}")]
     rows.append(("mean acc", f"{res['mean_acc']:.4f}"))
     w = max(len(k) for k, _ in rows)
-    print(f"\nmachine: {out['machine']}\nmalloc: {out['malloc']}")
+    print(f"\nmachine: {out['machine']}; load average {load_start[0]:.2f} at start, "
+          f"{out['load_avg_end'][0]:.2f} at end\nmodel: {args.model}\nmalloc: {out['malloc']}")
     print(f"{'metric'.ljust(w)} | value\n{'-' * w}-+------")
     for k, v in rows:
         print(f"{k.ljust(w)} | {v}")

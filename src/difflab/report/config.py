@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from difflab.digits.generate import GenerateConfig
 from difflab.errors import DifflabError
 
 DEFAULT_TIMESTEPS = (1000, 500, 200, 100, 50, 0)  # as difflab.digits.reverse (kept torch-free here)
@@ -22,8 +23,8 @@ DEFAULT_ETAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # as `difflab ddim eta-grid`
 class ReportConfig:
     # digits: grids, accuracy table, reverse process
     per_digit: int = 10
-    guidance: float = 3.0
-    steps: int = 25
+    guidance: float = GenerateConfig.guidance  # the report shows what `digits generate` makes by default
+    steps: int = GenerateConfig.steps
     seed: int = 0
     # 20, not generate's 250: the reverse process replays the whole chunk holding its image, and 20-image
     # chunks cost it seconds instead of a minute; on 2 cores the grids take the same time (measured)
@@ -62,8 +63,6 @@ class ReportConfig:
             raise DifflabError(f"--etas must be values in [0, 1], got {list(self.etas)}")
 
     def generate_config(self, per_digit: int | None = None, guidance: float | None = None):
-        from difflab.digits.generate import GenerateConfig
-
         return GenerateConfig(per_digit=per_digit or self.per_digit,
                               guidance=self.guidance if guidance is None else guidance, steps=self.steps,
                               seed=self.seed, batch_size=self.batch_size, bf16=self.bf16)
