@@ -30,7 +30,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure_chromium.sh
 	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
