@@ -30,7 +30,7 @@ from difflab.viz import grid, save_image
 @dataclass
 class GenerateConfig:
     per_digit: int = 50
-    guidance: float = 5.0
+    guidance: float = 3.0  # best accuracy and Fréchet distance of the release model (docs/RESULTS.md)
     steps: int = 20
     sampler: str = "ddim"  # "ddim" or "ddpm"
     eta: float = 0.0
