@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Trains the release digit model and the two evaluation classifiers on this machine's CPU, then copies
-# the EMA weights into src/difflab/assets/. About 85 minutes on 2 cores; run it in the background:
+# the EMA weights into src/difflab/assets/. The diffusion part runs at about 100 img/s on this 2-core VM,
+# so 9000 steps take about 3.2 hours from scratch (docs/RESULTS.md); run it in the background:
 #   nohup scripts/train_release.sh > runs/release.log 2>&1 &
-# Re-running resumes the diffusion training from runs/release/checkpoint.safetensors.
+# Re-running resumes the diffusion training from runs/release/checkpoint.safetensors; with a larger
+# STEPS the cosine learning-rate curve is recomputed for the new total (a warm restart), which is how the
+# shipped weights were made: 4000 steps, then STEPS=9000 resumed from step 4000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=1073741824
 DL=.venv/bin/difflab
 OUT=runs/release
-STEPS=${STEPS:-4000}
+STEPS=${STEPS:-9000}
 mkdir -p "$OUT"
 start=$(date +%s)
 # MNIST-M gets more epochs and 8 photo patches per digit (32000 images): with 10 epochs on 16000 its
