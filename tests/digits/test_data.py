@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -58,6 +61,32 @@ def test_fonts_are_validated():
     assert len(names) >= 10
     # these claim digits but draw symbols (see NOTES.md)
     assert "cmex10.ttf" not in names and "cmsy10.ttf" not in names
+
+
+def test_font_order_does_not_depend_on_the_venv_location(tmp_path, monkeypatch):
+    # matplotlib's fonts (inside the venv) must come first whether the venv's path sorts before
+    # /usr/share/fonts (/tmp/...) or after it (/var/tmp/...): the order decides which copy of a face that
+    # ships twice survives deduplication, and so the synthesised SVHN-style data
+    import shutil
+    import tempfile
+
+    import matplotlib
+
+    from difflab.data import svhn
+
+    real = matplotlib.get_data_path()
+    late = Path(tempfile.mkdtemp(dir="/var/tmp")) if os.access("/var/tmp", os.W_OK) else tmp_path / "late"
+    try:
+        for base in (tmp_path, late):
+            root = base / "mpl-data"
+            shutil.copytree(f"{real}/fonts/ttf", root / "fonts" / "ttf")
+            monkeypatch.setattr(matplotlib, "get_data_path", lambda root=root: str(root))
+            files = svhn._font_files()
+            n_ours = len(list((root / "fonts" / "ttf").glob("*.ttf")))
+            assert all(f.startswith(str(root)) for f in files[:n_ours])
+            assert not any(f.startswith(str(root)) for f in files[n_ours:])
+    finally:
+        shutil.rmtree(late, ignore_errors=True)
 
 
 def test_unknown_domain_and_split():

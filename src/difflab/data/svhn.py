@@ -22,12 +22,16 @@ CANVAS = 64  # render at 64 px, then downsample to 28: anti-aliased strokes like
 
 
 def _font_files() -> list[str]:
+    """matplotlib's fonts first, then the system's, each group sorted. The order decides which copy of a
+    face shipped twice survives deduplication, so it must not depend on where the venv lives (sorting
+    all paths together put /tmp/x/.venv before /usr/share/fonts but /work/.venv after it)."""
     import matplotlib
 
-    files = glob.glob(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "*.ttf"))
+    ours = sorted(glob.glob(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "*.ttf")))
+    system = set()
     for ext in ("ttf", "otf", "TTF", "OTF"):
-        files += glob.glob(f"/usr/share/fonts/**/*.{ext}", recursive=True)
-    return sorted(set(files))
+        system.update(glob.glob(f"/usr/share/fonts/**/*.{ext}", recursive=True))
+    return ours + sorted(system - set(ours))
 
 
 def _digit_renders(path: str) -> np.ndarray | None:
