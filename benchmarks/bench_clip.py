@@ -15,15 +15,13 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-MALLOC = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296",
-          "MALLOC_TOP_PAD_": "1073741824"}
-if any(os.environ.get(k) != v for k, v in MALLOC.items()):  # glibc settings only act at process start
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC})
+import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator settings
+
+_malloc.ensure()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -15,23 +15,19 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-MALLOC = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296",
-          "MALLOC_TOP_PAD_": "1073741824"}
-if any(os.environ.get(k) != v for k, v in MALLOC.items()):  # glibc reads them at process start only
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC})
+import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator settings
+
+_malloc.ensure()
 
 import torch  # noqa: E402
 
 from difflab.digits.evaluate import evaluate  # noqa: E402
 from difflab.digits.generate import GenerateConfig, generate  # noqa: E402
 from difflab.digits.model_io import DEFAULT_MODEL, load_digit_model  # noqa: E402
-
-MALLOC_VARS = tuple(MALLOC)
 
 
 def machine() -> str:
@@ -72,7 +68,7 @@ def main() -> None:
     med_run = min(runs, key=lambda r: abs(r["total_s"] - med))
     out = {
         "machine": machine(), "model": args.model, "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
-        "malloc": {k: os.environ.get(k) for k in MALLOC_VARS},
+        "malloc": {k: os.environ.get(k) for k in _malloc.MALLOC},
         "config": cfg.__dict__, "runs_s": [r["total_s"] for r in runs], "median_s": med,
         "median_network_s": med_run["network_s"], "median_other_s": med_run["other_s"], "eval_s": eval_s,
         "results": res,
