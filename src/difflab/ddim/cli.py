@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from difflab.ddim.config import FINAL_ALPHAS, PIXEL_MODES, DDIMConfig
+from difflab.ddim.config import ETA_GRID, FINAL_ALPHAS, PIXEL_MODES, DDIMConfig
 from difflab.errors import DifflabError
 
 D = DDIMConfig()
@@ -203,7 +203,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = s.add_parser("eta-grid", help="OUT_DIR/eta_grid.png: rows eta, columns noise 00..03")
     p.add_argument("out_dir")
-    p.add_argument("--etas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    p.add_argument("--etas", type=float, nargs="+", default=list(ETA_GRID))
     p.add_argument("--noise-dir", help="take the first --columns noises here (default: draw from --seed)")
     p.add_argument("--columns", type=int, default=4)
     p.add_argument("--shape", type=int, nargs=3, metavar=("C", "H", "W"), help="noise size if drawn")

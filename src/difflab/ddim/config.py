@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from difflab.errors import DifflabError
 
+ETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # rows of `ddim eta-grid`
+
 PIXEL_MODES = ("clamp", "minmax")
 FINAL_ALPHAS = ("one", "first")  # alpha_bar after the last step: 1.0, or alpha_bar[0]
 # the schedule the issue names as default (DDPM's), used when neither the user nor the model says

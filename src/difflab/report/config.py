@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from difflab.ddim.config import ETA_GRID as DEFAULT_ETAS
 from difflab.digits.generate import GenerateConfig
+from difflab.digits.reverse import DEFAULT_TIMESTEPS
+from difflab.digits.sweep import DEFAULT_SCALES
 from difflab.errors import DifflabError
-
-DEFAULT_TIMESTEPS = (1000, 500, 200, 100, 50, 0)  # as difflab.digits.reverse (kept torch-free here)
-DEFAULT_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0)  # as difflab.digits.sweep
-DEFAULT_ETAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # as `difflab ddim eta-grid`
 
 
 @dataclass
