@@ -1,20 +1,31 @@
 """`difflab` command line: a thin argparse layer over the API. No maths here.
 
 Each job package has a `cli.py` with `register(subparsers)`; this module wires them up, runs the chosen
-handler and turns a DifflabError into one line on stderr with exit code 2.
+handler and applies the one error policy (docs/RELIABILITY.md):
+- DifflabError (bad input): one line on stderr, exit 2;
+- a request too big for memory: one line saying so, exit 2;
+- any other exception is a bug in difflab: one line saying so and where the traceback was logged, exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
+import os
+import re
 import sys
+import tempfile
+import traceback
+from pathlib import Path
 
 from difflab.errors import DifflabError
 
 # job CLIs, imported at start-up: they must not import heavy optional packages at module level
 JOB_CLIS = ("difflab.digits.cli", "difflab.ddim.cli", "difflab.clip.cli", "difflab.personalize.cli",
             "difflab.report.cli")
+# torch's CPU allocator reports an impossible allocation as a RuntimeError, not a MemoryError
+ALLOC_FAILED = re.compile(r"can't allocate memory: you tried to allocate (\d+) bytes|not enough memory")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,18 +42,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(text: str) -> str:
+    """Error text on one line: a message that quotes a multi-line library error must not spill."""
+    return " ".join(text.split()) or "(no message)"
+
+
+def log_dir() -> Path:
+    """$DIFFLAB_LOG_DIR, else $XDG_STATE_HOME/difflab/logs, else ~/.local/state/difflab/logs."""
+    if os.environ.get("DIFFLAB_LOG_DIR"):
+        return Path(os.environ["DIFFLAB_LOG_DIR"])
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "difflab" / "logs"
+
+
+def write_crash_log(exc: BaseException, argv: list[str]) -> Path | None:
+    """Write the traceback and the command to a fresh log file; a temp folder if the usual one is not
+    writable; None if nothing is (the caller then says so instead of crashing again)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = (f"difflab crash log\ncommand: difflab {' '.join(argv)}\npython: {sys.version.split()[0]}\n"
+            f"cwd: {os.getcwd()}\n\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    for folder in (log_dir(), Path(tempfile.gettempdir()) / f"difflab-logs-{os.getuid()}"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"crash-{stamp}-{os.getpid()}.log"
+            path.write_text(text, encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def _memory_message(exc: BaseException) -> str | None:
+    if isinstance(exc, MemoryError):
+        return "the request is too big for this machine's memory; ask for fewer items or a smaller batch"
+    m = ALLOC_FAILED.search(str(exc)) if isinstance(exc, RuntimeError) else None
+    if m is None:
+        return None
+    size = f" ({int(m[1]) / 2**30:,.1f} GiB in one allocation)" if m[1] else ""
+    return f"the request is too big for this machine's memory{size}; ask for fewer items or a smaller batch"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = args.func(args)
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
     except DifflabError as e:
-        print(f"difflab: error: {e}", file=sys.stderr)
+        print(f"difflab: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("difflab: interrupted", file=sys.stderr)
         return 130
-    return int(result or 0)
+    except Exception as e:  # the last line of defence: every other exception is a bug
+        memory = _memory_message(e)
+        if memory is not None:
+            print(f"difflab: error: {memory}", file=sys.stderr)
+            return 2
+        log = write_crash_log(e, argv)
+        where = f"traceback in {log}" if log else "no log file could be written"
+        print(f"difflab: internal error (a bug in difflab, please report it): {type(e).__name__}: "
+              f"{one_line(str(e))[:300]}; {where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
