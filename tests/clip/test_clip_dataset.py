@@ -54,12 +54,16 @@ def test_subfolders_with_and_without_labels(tmp_path):
     ('{"0": 5}', "has no name"),
     ('{"0": "cat", "1": "cat"}', "used by more than one id"),
     ('{"7": "cat", "07": "dog"}', "appears twice"),
+    ('{"0": "cat", "1": "dog", "1": "fish"}', "key '1' appears twice"),  # plain json keeps "fish" silently
+    ('\ufeff{"0": "caf\udce9"}', "label file is not UTF-8 text"),
+    ('[' * 50_000, "nested too deeply"),
 ])
 def test_garbled_id2label(tmp_path, content, match):
     images, labels = make_flat_folder(tmp_path, per_class=1)
-    labels.write_text(content)
-    with pytest.raises(DifflabError, match=match):
+    labels.write_bytes(content.encode("utf-8", "surrogateescape"))
+    with pytest.raises(DifflabError, match=match) as e:
         scan_folder(images, labels)
+    assert "\n" not in str(e.value) and str(labels) in str(e.value)
 
 
 def test_bad_folders(tmp_path):

@@ -127,7 +127,7 @@ def test_user_module_bad_inputs(tmp_path, user_model):
     with pytest.raises(DifflabError, match="not a state dict of tensors"):
         load_user_unet(spec, _save(tmp_path / "list.pt", [1, 2]), '{"ch": 8}')
     (tmp_path / "junk.pt").write_bytes(b"not a pickle")
-    with pytest.raises(DifflabError, match="not a loadable state dict"):
+    with pytest.raises(DifflabError, match="not a readable state dict"):
         load_user_unet(spec, tmp_path / "junk.pt", '{"ch": 8}')
     (tmp_path / "Broken.py").write_text("import torch\nraise RuntimeError('boom')\n")
     with pytest.raises(DifflabError, match=r"Broken.py: importing it failed \(RuntimeError: boom\)"):
@@ -240,3 +240,24 @@ def test_shipped_digit_model_is_the_default():
     else:
         with pytest.raises(DifflabError, match="shipped weights not built yet"):
             load_digits()
+
+
+def test_user_weights_that_are_integers_or_not_finite_are_refused(tmp_path, user_model):
+    spec, net = user_model
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    state["inp.weight"] = state["inp.weight"].round().to(torch.int32)  # would be cast back silently
+    with pytest.raises(DifflabError, match=r"int.pt: tensor 'inp.weight' has dtype int32, expected float"):
+        load_user_unet(spec, _save(tmp_path / "int.pt", state))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    state["out.bias"][0] = float("nan")
+    with pytest.raises(DifflabError, match=r"nan.pt: tensor 'out.bias' holds 1 NaN/inf"):
+        load_user_unet(spec, _save(tmp_path / "nan.pt", state))
+
+
+def test_scheduler_config_with_bad_json_is_one_line(tmp_path):
+    (tmp_path / "config.json").write_text('{"_class_name": "UNet2DModel", "sample_size": 8, "sample_size": 16}')
+    with pytest.raises(DifflabError, match="config.json: key 'sample_size' appears twice"):
+        load_diffusers_unet(tmp_path)
+    (tmp_path / "config.json").write_bytes(b'{"_class_name": "UNet\xff"}')
+    with pytest.raises(DifflabError, match="config.json:1: model config is not UTF-8 text"):
+        load_diffusers_unet(tmp_path)

@@ -128,3 +128,26 @@ def test_unreadable_and_malformed_files(tmp_path):
     two = E.save_embeds(tmp_path / "two.safetensors", {"<a>": torch.zeros(1, 4), "<b>": torch.ones(1, 4)})
     with pytest.raises(DifflabError, match="pick one with --token"):
         E.export_a1111(two, tmp_path / "x.pt")
+
+
+def test_integer_nan_and_pickled_code_embeddings_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"<a>": torch.ones(1, 4, dtype=torch.int64)}, str(tmp_path / "int.safetensors"))
+    with pytest.raises(DifflabError, match=r"int.safetensors\[<a>\]: embedding has dtype int64, expected float"):
+        E.read_embeds(tmp_path / "int.safetensors")
+    save_file({"<a>": torch.tensor([[0.0, float("nan")]])}, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(DifflabError, match="embedding holds NaN/inf"):
+        E.read_embeds(tmp_path / "nan.safetensors")
+    (tmp_path / "text.pt").write_text("a text file named .pt")
+    with pytest.raises(DifflabError, match="text.pt: not a readable embedding file"):
+        E.read_embeds(tmp_path / "text.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"string_to_param": {"*": Evil()}}, tmp_path / "evil.pt")
+    with pytest.raises(DifflabError, match="evil.pt: refused: the file holds Python objects") as e:
+        E.read_embeds(tmp_path / "evil.pt")
+    assert "\n" not in str(e.value)

@@ -109,3 +109,10 @@ def test_unreadable_prompt_files(tmp_path):
         load_prompts(tmp_path / "list.json")
     with pytest.raises(DifflabError, match="not found"):
         load_prompts(tmp_path / "missing.json")
+    entry = json.dumps(PROMPTS["0"])
+    (tmp_path / "dupe.json").write_text(f'{{"0": {entry}, "0": {entry}}}')  # json.loads keeps one silently
+    with pytest.raises(DifflabError, match="key '0' appears twice"):
+        load_prompts(tmp_path / "dupe.json")
+    (tmp_path / "latin1.json").write_bytes('{"0": "é"}'.encode("latin-1"))
+    with pytest.raises(DifflabError, match=r"latin1.json:1: prompt file is not UTF-8"):
+        load_prompts(tmp_path / "latin1.json")

@@ -11,14 +11,15 @@ Files are listed in sorted order; hidden files and files without an image suffix
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from difflab.errors import DifflabError
+from difflab.io import read_json
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+INT_ID = re.compile(r"\s*-?\d+\s*")
 FLAT_NAME = re.compile(r"^(?P<cls>[^_]+)_(?P<img>.+)$")  # class id: everything before the first '_'
 
 
@@ -39,7 +40,8 @@ def _is_image(p: Path) -> bool:
 
 def _key(class_id: str):
     """Ids compare as integers when they are ('07' == '7'), else as text."""
-    return int(class_id) if class_id.strip().lstrip("-").isdigit() else class_id
+    # \d is what int() parses (str.isdigit() also accepts '²', on which int() fails)
+    return int(class_id) if INT_ID.fullmatch(class_id) else class_id
 
 
 def read_id2label(path) -> dict[str, str]:
@@ -48,9 +50,9 @@ def read_id2label(path) -> dict[str, str]:
     if not path.is_file():
         raise DifflabError(f"dataset.py: {path}: label file not found (pass --labels id2label.json)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DifflabError(f"dataset.py: {path}: not valid JSON ({e})") from None
+        data = read_json(path, "label file")  # refuses a key written twice: plain json keeps the last one
+    except DifflabError as e:
+        raise DifflabError(f"dataset.py: {e}") from None
     if isinstance(data, list):
         data = {str(i): name for i, name in enumerate(data)}
     if not isinstance(data, dict) or not data:

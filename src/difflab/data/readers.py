@@ -10,6 +10,7 @@ since real SVHN is 32x32; refusing them would make the real data unusable.
 from __future__ import annotations
 
 import csv
+import io
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from difflab.errors import DifflabError
-from difflab.io import load_image
+from difflab.io import decode_utf8, load_image
 
 
 def _check_label(raw: str, where: str) -> int:
@@ -30,6 +31,19 @@ def _check_label(raw: str, where: str) -> int:
     return y
 
 
+def _read_csv(path: Path) -> list[list[str]]:
+    """All rows of a UTF-8 CSV (Excel's BOM allowed); a wrong encoding or broken quoting -> one line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DifflabError(f"{path}: cannot read ({e.strerror})") from None
+    text = decode_utf8(raw, path, "split file")
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as e:
+        raise DifflabError(f"{path}: not a readable CSV file ({e})") from None
+
+
 def read_csv_split(domain_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Read DOMAIN_DIR/{split}.csv + DOMAIN_DIR/data/*.png -> (N, 28, 28, 3) uint8, (N,) int64."""
     domain_dir = Path(domain_dir)
@@ -38,8 +52,7 @@ def read_csv_split(domain_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise DifflabError(f"{domain_dir}: data folder not found")
     if not csv_path.is_file():
         raise DifflabError(f"{csv_path}: split file not found (expected header image_name,label)")
-    with open(csv_path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = _read_csv(csv_path)
     if not rows or [c.strip() for c in rows[0][:2]] != ["image_name", "label"]:
         raise DifflabError(f"{csv_path}: header must be 'image_name,label'")
     rows = [r for r in rows[1:] if r]
@@ -72,11 +85,18 @@ def read_svhn_mat(path) -> tuple[np.ndarray, np.ndarray]:
         raise DifflabError(f"{path}: SVHN .mat file not found")
     try:
         mat = loadmat(str(path))
-        X, y = mat["X"], mat["y"].reshape(-1).astype(np.int64)
+        X, y = mat["X"], mat["y"]
     except Exception as e:  # scipy raises many types for a bad file
-        raise DifflabError(f"{path}: not a readable SVHN .mat file ({e})") from None
-    if X.ndim != 4 or X.shape[:3] != (32, 32, 3) or X.shape[3] != len(y):
+        raise DifflabError(f"{path}: not a readable SVHN .mat file ({type(e).__name__}: {e})") from None
+    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iuf" or y.size == 0:
+        raise DifflabError(f"{path}: y must be a non-empty array of integer labels")
+    if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):  # NaN fails this too
+        raise DifflabError(f"{path}: y holds labels that are not whole numbers")
+    y = y.reshape(-1).astype(np.int64)
+    if not isinstance(X, np.ndarray) or X.ndim != 4 or X.shape[:3] != (32, 32, 3) or X.shape[3] != len(y):
         raise DifflabError(f"{path}: expected X of shape (32, 32, 3, N) and y of shape (N, 1)")
+    if X.dtype != np.uint8:  # other types would be cast (wrapping or truncating pixels) without a word
+        raise DifflabError(f"{path}: X has dtype {X.dtype}, expected uint8 pixels")
     y[y == 10] = 0  # SVHN stores the digit 0 as label 10
     bad = y[(y < 0) | (y > 9)]
     if len(bad):

@@ -11,7 +11,6 @@ import hashlib
 import importlib.util
 import inspect
 import json
-import pickle
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 from difflab.errors import DifflabError
+from difflab.io import check_finite, check_float_weights, load_torch_file, read_json
 
 STATE_KEYS = ("ema", "state_dict", "model")  # wrappers we unwrap, EMA first: the weights meant for sampling
 
@@ -135,12 +135,8 @@ def _read_state(path: Path, key: str | None) -> tuple[dict[str, torch.Tensor], s
             return load_file(str(path)), "safetensors"
         except (SafetensorError, OSError, ValueError) as e:
             raise DifflabError(f"{path}: not a readable safetensors file ({e})") from None
-    try:
-        # weights_only: a weights file must not run code when read (the model file is the code)
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        raise DifflabError(f"{path}: not a loadable state dict ({str(e).splitlines()[0]}); save "
-                           "model.state_dict() with torch.save") from None
+    # weights_only inside: a weights file must not run code when read (the model file is the code)
+    obj = load_torch_file(path, "state dict")
     where = "top level"
     if isinstance(obj, dict) and key is not None:
         if key not in obj:
@@ -184,6 +180,9 @@ def load_state(net: torch.nn.Module, state: dict[str, torch.Tensor], path) -> No
             parts.append(f"shape mismatch at {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                          + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""))
         raise DifflabError(f"{path}: weights do not match the model class: {'; '.join(parts)}")
+    check_float_weights(state, path, own)  # load_state_dict would round-trip them through a silent cast
+    # parameters only: a user's buffer may legitimately hold -inf (an attention mask, say)
+    check_finite(state, path, names={k for k, _ in net.named_parameters()})
     net.load_state_dict(state)
 
 
@@ -225,10 +224,9 @@ def _scheduler_config(folder: Path) -> dict | None:
     """The training schedule from a scheduler_config.json beside the UNet (hub layouts), if any."""
     for f in (folder / "scheduler_config.json", folder.parent / "scheduler" / "scheduler_config.json"):
         if f.is_file():
-            try:
-                c = json.loads(f.read_text())
-            except (json.JSONDecodeError, OSError) as e:
-                raise DifflabError(f"{f}: not readable JSON ({e})") from None
+            c = read_json(f, "scheduler config")
+            if not isinstance(c, dict):
+                raise DifflabError(f"{f}: expected a JSON object")
             if c.get("prediction_type", "epsilon") != "epsilon":
                 raise DifflabError(f"{f}: prediction_type {c['prediction_type']!r}; only epsilon models work")
             kind = c.get("beta_schedule", "linear")
@@ -246,10 +244,9 @@ def load_diffusers_unet(folder) -> EpsModel:
         folder = folder / "unet"
     if not (folder / "config.json").is_file():
         raise DifflabError(f"{folder}: model file not found (no config.json: not a diffusers model folder)")
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (json.JSONDecodeError, OSError) as e:
-        raise DifflabError(f"{folder / 'config.json'}: not readable JSON ({e})") from None
+    config = read_json(folder / "config.json", "model config")
+    if not isinstance(config, dict):
+        raise DifflabError(f"{folder / 'config.json'}: expected a JSON object")
     if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise DifflabError(f"{folder}: a {config['_class_name']}, but only UNet2DModel (unconditional) works")
     if config.get("num_class_embeds") or config.get("class_embed_type"):

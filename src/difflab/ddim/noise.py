@@ -6,13 +6,12 @@ shows up only as a garbage image (or a shape error deep inside the UNet).
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
 
 from difflab.errors import DifflabError
-from difflab.io import atomic_path
+from difflab.io import atomic_path, load_torch_file
 
 
 def natural_key(stem: str) -> tuple:
@@ -25,10 +24,7 @@ def load_noise_file(path, expect: tuple[int, int, int] | None = None) -> torch.T
     path = Path(path)
     if not path.is_file():
         raise DifflabError(f"{path}: noise file not found")
-    try:
-        x = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        raise DifflabError(f"{path}: not a readable torch .pt file ({str(e).splitlines()[0]})") from None
+    x = load_torch_file(path, "torch .pt file")
     if not isinstance(x, torch.Tensor):
         raise DifflabError(f"{path}: contains a {type(x).__name__}, not a tensor")
     if not x.is_floating_point():

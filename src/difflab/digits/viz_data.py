@@ -13,7 +13,7 @@ from difflab.viz import grid, save_image
 def preview(out_dir, data_root=None, seed: int = 0, split: str = "val") -> list[Path]:
     """Write OUT_DIR/{domain}_preview.png (row d: ten examples of digit d); returns the paths."""
     out_dir = Path(out_dir)
-    paths = []
+    images = []  # every domain is read before anything is written: a bad file must not leave half a preview
     for domain in DOMAINS:
         ds = load_domain(domain, split, root=data_root, seed=seed)
         tiles = []
@@ -22,7 +22,7 @@ def preview(out_dir, data_root=None, seed: int = 0, split: str = "val") -> list[
             tiles += [ds.images[i] for i in idx] + [np.full((28, 28, 3), 255, np.uint8)] * (10 - len(idx))
         img = grid(tiles, 10, scale=3, row_labels=[str(d) for d in range(10)],
                    title=f"{domain} ({split} split, {'real files' if data_root else 'offline recipe'})")
-        path = out_dir / f"{domain}_preview.png"
+        images.append((img, out_dir / f"{domain}_preview.png"))
+    for img, path in images:
         save_image(img, path)
-        paths.append(path)
-    return paths
+    return [path for _, path in images]

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from difflab.errors import DifflabError
-from difflab.io import atomic_path
+from difflab.io import atomic_path, load_torch_file
 
 # what looks like a placeholder token in a prompt: <anything without spaces or angle brackets>
 TOKEN_RE = re.compile(r"<[^<>\s]+>")
@@ -29,7 +29,11 @@ TOKEN_RE = re.compile(r"<[^<>\s]+>")
 def _as_matrix(value, where: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.ndim not in (1, 2) or value.numel() == 0:
         raise DifflabError(f"{where}: embedding must be a non-empty tensor of shape (N, dim) or (dim,)")
+    if not value.is_floating_point():  # an integer embedding is a broken file, not something to cast
+        raise DifflabError(f"{where}: embedding has dtype {str(value.dtype).replace('torch.', '')}, expected float")
     value = value.detach().float().cpu()
+    if not bool(torch.isfinite(value).all()):
+        raise DifflabError(f"{where}: embedding holds NaN/inf values")
     return value[None] if value.ndim == 1 else value
 
 
@@ -38,15 +42,15 @@ def read_embeds(path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise DifflabError(f"{path}: embedding file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix != ".safetensors":
+        data = load_torch_file(path, "embedding file")
+    else:
+        from safetensors.torch import load_file
 
+        try:
             data = load_file(str(path))
-        else:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # safetensors/pickle raise many types for a corrupt file
-        raise DifflabError(f"{path}: not a readable embedding file ({type(e).__name__}: {e})") from None
+        except Exception as e:  # safetensors raises several types for a corrupt file
+            raise DifflabError(f"{path}: not a readable embedding file ({type(e).__name__}: {e})") from None
     if isinstance(data, torch.Tensor):  # a bare tensor: the file name is the only name there is
         return {path.stem: _as_matrix(data, str(path))}
     if not isinstance(data, dict) or not data:

@@ -15,11 +15,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from difflab.errors import DifflabError
+from difflab.io import read_json
 
 REQUIRED = ("src_image", "token_name", "prompt", "prompt_4_clip_eval", "baseline")
 
@@ -47,12 +47,7 @@ def _str_list(value, where: str) -> list[str]:
 def load_prompts(path) -> list[Concept]:
     """Read and validate PROMPTS.json -> concepts in key order; DifflabError names the bad entry."""
     path = Path(path)
-    if not path.is_file():
-        raise DifflabError(f"{path}: prompt file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DifflabError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path, "prompt file")  # a key written twice is refused, not silently dropped
     if not isinstance(data, dict) or not data:
         raise DifflabError(f'{path}: expected a non-empty object {{"0": {{...}}, ...}}')
     concepts = []

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from difflab.errors import DifflabError
-from difflab.io import atomic_path
+from difflab.io import atomic_path, open_image
 from difflab.personalize.config import IMAGE_EXTS
 from difflab.personalize.prompts import Concept, image_path, load_prompts
 
@@ -38,8 +38,6 @@ class PromptScore:
 
 def reference_images(concepts_dir, concept: Concept) -> list:
     """PIL photos in CONCEPTS/<key>/ (or CONCEPTS/<src_image>/ when there is no <key> folder)."""
-    from PIL import Image
-
     root = Path(concepts_dir)
     folder = root / concept.key
     if not folder.is_dir() and (root / concept.src_image).is_dir():
@@ -49,21 +47,11 @@ def reference_images(concepts_dir, concept: Concept) -> list:
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
     if not paths:
         raise DifflabError(f"{folder}: concept folder has no images")
-    return [_open(p, Image) for p in paths]
-
-
-def _open(path, Image):
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except OSError as e:
-        raise DifflabError(f"{path}: corrupt or unreadable image ({e})") from None
+    return [open_image(p) for p in paths]
 
 
 def generated_images(out_dir, concept: Concept, i: int) -> list:
     """The N images of prompt i, in k order (k = 0, 1, ... until the first missing file)."""
-    from PIL import Image
-
     paths, k = [], 0
     while image_path(out_dir, concept.key, i, k).is_file():
         paths.append(image_path(out_dir, concept.key, i, k))
@@ -71,7 +59,7 @@ def generated_images(out_dir, concept: Concept, i: int) -> list:
     if not paths:
         raise DifflabError(f"{image_path(out_dir, concept.key, i, 0).parent}: no generated images "
                            "(run `difflab ti generate` first)")
-    return [_open(p, Image) for p in paths]
+    return [open_image(p) for p in paths]
 
 
 def rank_top(image_scores: torch.Tensor, text_scores: torch.Tensor, k: int = TOP_K,

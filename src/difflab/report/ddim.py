@@ -97,6 +97,7 @@ def interpolation(ctx: Context) -> str:
 
 
 def inversion(ctx: Context) -> str:
+    from difflab.ddim.noise import load_noise_file
     from difflab.ddim.run import invert_dir
     from difflab.io import load_image, to_uint8
     from difflab.viz import grid
@@ -110,7 +111,7 @@ def inversion(ctx: Context) -> str:
     out = ctx.stage / "ddim" / "inversion"
     r = invert_dir(src, out, model, cfg, progress=ctx.progress)
     ctx.numbers["inversion"] = r
-    noise = torch.stack([torch.load(out / f"{s}.pt", weights_only=True)[0] for s in r["stems"]])
+    noise = torch.stack([load_noise_file(out / f"{s}.pt") for s in r["stems"]])
     orig = np.stack([load_image(src / f"{s}.png") for s in r["stems"]])
     recon = np.stack([load_image(out / "reconstructed" / f"{s}.png") for s in r["stems"]])
     diff = np.clip(np.abs(orig.astype(int) - recon.astype(int)) * 4, 0, 255).astype(np.uint8)

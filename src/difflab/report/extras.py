@@ -7,7 +7,6 @@ folder that does not load or an empty textual-inversion folder fails at once, in
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from difflab.errors import DifflabError
+from difflab.io import open_image, read_json
 from difflab.report.html import command_block, figure, paragraph, table
 from difflab.viz import save_image
 
@@ -98,11 +98,7 @@ def ti_layout(ti_dir) -> dict[tuple[str, int], list[Path]]:
 def _thumb(path: Path) -> np.ndarray:
     from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-    except OSError as e:
-        raise DifflabError(f"{path}: corrupt or unreadable image ({e})") from None
+    im = open_image(path)
     return np.asarray(im.resize((TI_THUMB, TI_THUMB), Image.BICUBIC))
 
 
@@ -151,11 +147,11 @@ def textual_inversion(ctx: Context) -> str:
 def _read_scores(path: Path) -> dict | None:
     if not path.is_file():
         return None
+    data = read_json(path, "`difflab ti score` report")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         rows = data["results"]
         for r in rows:
             r["key"], r["prompt_index"], r["image"], r["text"], r["baseline"], r["passed"]  # noqa: B018
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+    except (KeyError, TypeError) as e:
         raise DifflabError(f"{path}: not a `difflab ti score` report ({type(e).__name__}: {e})") from None
     return data
