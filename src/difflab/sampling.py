@@ -222,21 +222,53 @@ class DDPMSampler:
         return out.prev_sample
 
 
+def check_guidance_interval(interval, num_train_timesteps: int | None = None) -> tuple[int, int]:
+    """Validate (LO, HI), inclusive integer timesteps with 0 <= LO <= HI (< T if given); DifflabError if not."""
+    if not (isinstance(interval, (tuple, list)) and len(interval) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in interval)):
+        raise DifflabError(f"guidance interval must be two integer timesteps (LO, HI), got {interval!r}")
+    lo, hi = interval
+    if lo < 0 or lo > hi:
+        raise DifflabError(f"guidance interval {lo},{hi}: need 0 <= LO <= HI")
+    if num_train_timesteps is not None and hi >= num_train_timesteps:
+        raise DifflabError(f"guidance interval {lo},{hi}: HI must be below the {num_train_timesteps} timesteps")
+    return lo, hi
+
+
+def parse_guidance_interval(text: str, num_train_timesteps: int | None = None) -> tuple[int, int]:
+    """"LO,HI" (inclusive timesteps, e.g. "200,800") -> (LO, HI); malformed text, non-integers (1.5, nan),
+    negative values, LO > HI or HI >= num_train_timesteps raise a one-line DifflabError."""
+    parts = str(text).split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        interval = tuple(int(p.strip()) for p in parts)  # int() rejects "1.5", "nan", "inf", ""
+    except ValueError:
+        raise DifflabError(f"guidance interval must look like LO,HI (two integer timesteps), got {text!r}") from None
+    return check_guidance_interval(interval, num_train_timesteps)
+
+
 def cfg_eps_fn(model: torch.nn.Module, digits: torch.Tensor, domains: torch.Tensor, guidance: float,
-               null_digit: int = 10, null_domain: int | None = 2) -> EpsFn:
+               null_digit: int = 10, null_domain: int | None = 2, *,
+               guidance_interval: tuple[int, int] | None = None, num_train_timesteps: int | None = None) -> EpsFn:
     """Classifier-free guidance (Ho & Salimans 2022) as an eps_fn over a conditional model.
 
     eps = eps_uncond + w * (eps_cond - eps_uncond), with both predictions from ONE batched forward pass
     of 2B rows. w=1 is the conditional model, w=0 the unconditional one (each then needs one pass only).
     digits, domains: (B,) long labels. null_domain=None keeps the domain in the "unconditional" branch,
     so only the digit is guided (the domain is then followed at w=1 and not over-amplified).
+    guidance_interval (LO, HI): guide only at timesteps LO <= t <= HI and use the conditional model alone
+    (w=1, one pass of B rows) elsewhere (Kynkaanniemi et al. 2024: guidance at the noisiest steps costs
+    diversity, at the cleanest it does little); validated against num_train_timesteps if given.
     """
     B = digits.shape[0]
     null_d = torch.full_like(digits, null_digit)
     null_m = domains if null_domain is None else torch.full_like(domains, null_domain)
+    lo, hi = (None, None) if guidance_interval is None else check_guidance_interval(guidance_interval,
+                                                                                      num_train_timesteps)
 
     def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
-        if guidance == 1.0:
+        if guidance == 1.0 or (lo is not None and not lo <= t <= hi):
             return model(x, torch.full((B,), t, dtype=torch.long), digits, domains)
         if guidance == 0.0:
             return model(x, torch.full((B,), t, dtype=torch.long), null_d, null_m)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 
-from difflab.ddim.config import ETA_GRID, FINAL_ALPHAS, PIXEL_MODES, DDIMConfig
+from difflab.ddim.config import ETA_GRID, FINAL_ALPHAS, PIXEL_MODES, SAMPLERS, DDIMConfig
 from difflab.errors import DifflabError
 
 D = DDIMConfig()
-CONFIG_FLAGS = ("steps", "spacing", "offset", "eta", "clip_x0", "final_alpha", "beta_schedule", "beta_start",
-                "beta_end", "train_timesteps", "batch_size", "seed", "to_pixels", "invert_iters")
+CONFIG_FLAGS = ("steps", "sampler_name", "karras", "spacing", "offset", "eta", "clip_x0", "final_alpha",
+                "beta_schedule", "beta_start", "beta_end", "train_timesteps", "batch_size", "seed", "to_pixels",
+                "invert_iters")
 
 
 def _model(args):
@@ -50,7 +51,8 @@ def _sample(args):
     cfg, model = _config(args), _model(args)
     r = sample_dir(args.noise_dir, args.out_dir, model, cfg, args.overwrite)
     n = len(r["stems"])
-    print(f"{model.description}: {n} images, {r['steps']} steps, eta {cfg.eta:g} -> {args.out_dir}")
+    how = f"eta {cfg.eta:g}" if cfg.sampler_name == "ddim" else cfg.sampler_name + (" karras" if cfg.karras else "")
+    print(f"{model.description}: {n} images, {r['steps']} steps, {how} -> {args.out_dir}")
     print(f"time: {r['seconds']:.2f} s ({r['seconds'] / n:.3f} s/image)")
 
 
@@ -161,10 +163,17 @@ def _add_model(p):
     g.add_argument("--diffusers-unet", metavar="DIR", help="a diffusers UNet2DModel folder (needs diffusers)")
 
 
-def _add_sampler(p, eta: bool = True, pixels: bool = True):
+def _add_sampler(p, eta: bool = True, pixels: bool = True, solvers: bool = False):
     g = p.add_argument_group("DDIM")
     g.add_argument("--steps", type=int, default=D.steps)
-    g.add_argument("--spacing", choices=["leading", "trailing", "linspace"], default=D.spacing)
+    if solvers:
+        g.add_argument("--sampler", dest="sampler_name", choices=SAMPLERS, default=D.sampler_name,
+                       help="ddim (default), or the ODE solvers DPM-Solver++(2M) / UniPC: fewer steps for "
+                            "the same quality, one network call per step")
+        g.add_argument("--karras", action="store_true", default=D.karras,
+                       help="Karras noise levels (dpmpp-2m, unipc); they place their own timesteps")
+    g.add_argument("--spacing", choices=["leading", "trailing", "linspace"], default=D.spacing,
+                   help="default: leading for ddim, linspace for dpmpp-2m/unipc (diffusers' defaults)")
     g.add_argument("--offset", type=int, default=D.offset, help="added to leading timesteps (1: 981..1)")
     if eta:
         g.add_argument("--eta", type=float, default=D.eta, help="0 = deterministic, 1 = DDPM-like")
@@ -193,7 +202,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("noise_dir")
     p.add_argument("out_dir")
     _add_model(p)
-    _add_sampler(p)
+    _add_sampler(p, solvers=True)
     p.set_defaults(func=_sample)
 
     p = s.add_parser("mse", help="per-image MSE between OUT_DIR and GT_DIR (0-255 and 0-1 scales)")

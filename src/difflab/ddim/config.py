@@ -10,6 +10,7 @@ from difflab.errors import DifflabError
 ETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # rows of `ddim eta-grid`
 
 PIXEL_MODES = ("clamp", "minmax")
+SAMPLERS = ("ddim", "dpmpp-2m", "unipc")  # `ddim sample --sampler` (difflab.solvers.make_sampler's names)
 FINAL_ALPHAS = ("one", "first")  # alpha_bar after the last step: 1.0, or alpha_bar[0]
 # the schedule the issue names as default (DDPM's), used when neither the user nor the model says
 DEFAULT_SCHEDULE = {"kind": "linear", "num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 2e-2}
@@ -18,7 +19,11 @@ DEFAULT_SCHEDULE = {"kind": "linear", "num_train_timesteps": 1000, "beta_start":
 @dataclass
 class DDIMConfig:
     steps: int = 50
-    spacing: str = "leading"  # leading | trailing | linspace (diffusers' names)
+    sampler_name: str = "ddim"  # --sampler, one of SAMPLERS; dpmpp-2m and unipc are deterministic ODE solvers (eta 0)
+    karras: bool = False  # Karras sigmas, dpmpp-2m/unipc only (they then place their own timesteps)
+    # leading | trailing | linspace (diffusers' names); None: the sampler's default, as diffusers' own:
+    # leading for ddim, linspace for dpmpp-2m/unipc
+    spacing: str | None = None
     offset: int = 0  # added to leading timesteps (diffusers' steps_offset): 1 gives 981, 961, ..., 1
     eta: float = 0.0
     clip_x0: float | None = None  # clip predicted x0 to [-c, c]; None = no clipping
@@ -49,6 +54,23 @@ class DDIMConfig:
         if self.final_alpha not in FINAL_ALPHAS:
             raise DifflabError(f"--final-alpha must be one of {', '.join(FINAL_ALPHAS)}, "
                                f"got {self.final_alpha!r}")
+        if self.sampler_name not in SAMPLERS:
+            raise DifflabError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler_name!r}")
+        if self.sampler_name == "ddim":
+            if self.karras:
+                raise DifflabError("--karras applies to --sampler dpmpp-2m or unipc, not ddim")
+            return
+        # options of the DDIM update that the ODE solvers do not have: refuse rather than ignore them
+        if self.eta > 0:
+            raise DifflabError(f"--eta applies to --sampler ddim only ({self.sampler_name} is deterministic), "
+                               f"got --eta {self.eta:g}")
+        if self.offset:
+            raise DifflabError(f"--offset applies to --sampler ddim only, not {self.sampler_name}")
+        if self.final_alpha != "one":
+            raise DifflabError(f"--final-alpha {self.final_alpha} applies to --sampler ddim only "
+                               f"({self.sampler_name} ends at alpha_bar = 1)")
+        if self.karras and self.spacing is not None:
+            raise DifflabError("--karras places its own timesteps: drop --spacing")
 
     def schedule(self, model_schedule: dict | None = None):
         """The NoiseSchedule: each field from the user if set, else from the model file, else the default."""
@@ -67,12 +89,20 @@ class DDIMConfig:
         return NoiseSchedule(**s)
 
     def sampler(self, schedule, eta: float | None = None):
-        """A DDIMSampler with these settings (eta overridable, for the eta grid and inversion)."""
+        """The sampler with these settings: a DDIMSampler (eta overridable, for the eta grid and inversion),
+        or for --sampler dpmpp-2m/unipc a difflab.solvers DPMSolverPP2M/UniPC."""
+        self.check()
+        if self.sampler_name != "ddim":
+            from difflab.solvers import make_sampler
+
+            if eta:
+                raise DifflabError(f"eta applies to the ddim sampler only, not {self.sampler_name} (got {eta:g})")
+            return make_sampler(self.sampler_name, schedule, self.steps, spacing=self.spacing, clip_x0=self.clip_x0,
+                                karras=self.karras)
         from difflab.sampling import DDIMSampler
 
-        self.check()
         eta = self.eta if eta is None else eta
         if not 0.0 <= eta <= 1.0:
             raise DifflabError(f"eta must be in [0, 1], got {eta}")
-        return DDIMSampler(schedule, steps=self.steps, spacing=self.spacing, offset=self.offset, eta=eta,
-                           clip_x0=self.clip_x0, final_alpha_one=self.final_alpha == "one")
+        return DDIMSampler(schedule, steps=self.steps, spacing=self.spacing or "leading", offset=self.offset,
+                           eta=eta, clip_x0=self.clip_x0, final_alpha_one=self.final_alpha == "one")

@@ -21,6 +21,7 @@ from difflab.ddim.noise import load_noise_dir, make_noise, natural_key, save_noi
 from difflab.errors import DifflabError
 from difflab.io import load_image, prepare_output_dir, save_png, to_uint8
 from difflab.sampling import DDIMSampler
+from difflab.solvers import DPMSolverPP2M, UniPC
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -43,7 +44,7 @@ class PerImageNoise(Sequence):
         return torch.cat([torch.randn((1, *self.shape), generator=g) for g in self.generators])
 
 
-def run_sampler(model: EpsModel, sampler: DDIMSampler, noise: torch.Tensor, seed: int = 0,
+def run_sampler(model: EpsModel, sampler: DDIMSampler | DPMSolverPP2M | UniPC, noise: torch.Tensor, seed: int = 0,
                 batch_size: int = 16, indices: Sequence[int] | None = None, progress: bool = True,
                 desc: str = "DDIM") -> torch.Tensor:
     """Denoise noise (N, C, H, W) in batches -> x_0 (N, C, H, W) float32 (not clamped).
@@ -56,11 +57,11 @@ def run_sampler(model: EpsModel, sampler: DDIMSampler, noise: torch.Tensor, seed
               dynamic_ncols=True, leave=False) as bar, torch.inference_mode():
         for start in range(0, len(noise), batch_size):
             x = noise[start:start + batch_size]
-            var = None
-            if sampler.eta > 0:
+            noise_arg = ()  # the ODE solvers (no eta) draw no noise and take no variance_noise
+            if getattr(sampler, "eta", 0.0) > 0:
                 gens = [image_generator(seed, i) for i in indices[start:start + batch_size]]
-                var = PerImageNoise(gens, x.shape[1:], n_steps)
-            x0 = sampler.sample(model, x, None, lambda _out, n=len(x): bar.update(n), var)
+                noise_arg = (PerImageNoise(gens, x.shape[1:], n_steps),)
+            x0 = sampler.sample(model, x, None, lambda _out, n=len(x): bar.update(n), *noise_arg)
             outs.append(x0.float())
     out = torch.cat(outs)
     if not torch.isfinite(out).all():
@@ -76,7 +77,8 @@ def sample_dir(noise_dir, out_dir, model: EpsModel, cfg: DDIMConfig, overwrite: 
     stems, noise = load_noise_dir(noise_dir, model.sample_shape)
     out = prepare_output_dir(out_dir, overwrite)
     t0 = time.perf_counter()
-    images = run_sampler(model, sampler, noise, cfg.seed, cfg.batch_size, progress=progress)
+    images = run_sampler(model, sampler, noise, cfg.seed, cfg.batch_size, progress=progress,
+                         desc="DDIM" if cfg.sampler_name == "ddim" else cfg.sampler_name)
     seconds = time.perf_counter() - t0
     for stem, im in zip(stems, to_uint8(images, cfg.to_pixels)):
         save_png(out / f"{stem}.png", im)
@@ -102,6 +104,8 @@ def eta_grid(model: EpsModel, cfg: DDIMConfig, etas: Sequence[float], stems: lis
 
     if not etas:
         raise DifflabError("--etas: give at least one value")
+    if cfg.sampler_name != "ddim":
+        raise DifflabError(f"the eta grid is DDIM's (eta); got sampler {cfg.sampler_name}")
     schedule = cfg.schedule(model.schedule)
     samplers = [cfg.sampler(schedule, eta=e) for e in etas]  # validates every eta before any work
     rows = [run_sampler(model, s, noise, cfg.seed, cfg.batch_size, progress=progress, desc=f"eta={e:g}")
@@ -110,7 +114,7 @@ def eta_grid(model: EpsModel, cfg: DDIMConfig, etas: Sequence[float], stems: lis
     scale = max(1, -(-64 // tiles.shape[1]))  # make small images (28 px digits) readable
     return grid(tiles, ncols=len(stems), scale=scale, row_labels=[f"eta={e:g}" for e in etas],
                 col_labels=[f"noise {s}" for s in stems],
-                title=f"DDIM {cfg.steps} steps, {cfg.spacing}: {model.description}")
+                title=f"DDIM {cfg.steps} steps, {samplers[0].spacing}: {model.description}")
 
 
 def load_image_dir(folder, shape: tuple[int, int, int] | None) -> tuple[list[str], torch.Tensor]:
@@ -141,6 +145,8 @@ def invert_dir(images_dir, out_dir, model: EpsModel, cfg: DDIMConfig, overwrite:
     step, re-sample it (OUT/reconstructed/<stem>.png) and return {'stems', 'mse' (per image, 0-1
     scale), 'noise_std', 'seconds'}."""
     cfg.check()
+    if cfg.sampler_name != "ddim":
+        raise DifflabError(f"inversion runs the DDIM ODE backwards; got sampler {cfg.sampler_name}")
     schedule = cfg.schedule(model.schedule)
     sampler = cfg.sampler(schedule, eta=0.0)  # inversion is the deterministic ODE only
     stems, x0 = load_image_dir(images_dir, model.sample_shape)
