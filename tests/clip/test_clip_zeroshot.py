@@ -102,3 +102,16 @@ def test_cli_defaults_match_config():
 
     args = build_parser().parse_args(["clip", "zeroshot", "imgs", "--model", "m"])
     assert config_from_args(args) == ZeroShotConfig("imgs", "m")
+
+
+def test_failed_run_leaves_no_folder_and_keeps_an_old_report(tmp_path, tiny_clip_dir, capsys):
+    root = make_subfolders(tmp_path / "data", per_class=1)
+    out = tmp_path / "report"
+    bad = ["clip", "zeroshot", str(root), "--model", str(tmp_path / "missing"), "--out", str(out)]
+    assert main(bad) == 2 and not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no staging folder or lock left either
+    assert main(["clip", "zeroshot", str(root), "--model", str(tiny_clip_dir), "--out", str(out)]) == 0
+    before = (out / "report.json").read_text()
+    assert main([*bad, "--overwrite"]) == 2
+    assert (out / "report.json").read_text() == before
+    capsys.readouterr()

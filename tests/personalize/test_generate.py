@@ -116,3 +116,36 @@ def test_unreadable_prompt_files(tmp_path):
     (tmp_path / "latin1.json").write_bytes('{"0": "é"}'.encode("latin-1"))
     with pytest.raises(DifflabError, match=r"latin1.json:1: prompt file is not UTF-8"):
         load_prompts(tmp_path / "latin1.json")
+
+
+def test_failed_run_leaves_no_folder_and_resume_keeps_partial_images(tmp_path, tiny_sd_dir, setup, monkeypatch):
+    import difflab.personalize.generate as G
+
+    prompts, embeds = setup
+    real, calls = G.generate_images, []
+
+    def dies_on_second_call(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(G, "generate_images", dies_on_second_call)
+    kw = dict(per_prompt=1, steps=1, batch_size=1, device="cpu", progress=False)
+    with pytest.raises(RuntimeError):
+        generate(prompts, tmp_path / "gen", tiny_sd_dir, embeds, **kw)
+    assert not (tmp_path / "gen").exists() and not list(tmp_path.glob(".gen*"))
+    calls.clear()
+    with pytest.raises(RuntimeError):  # --resume writes in place: the first image survives
+        generate(prompts, tmp_path / "gen", tiny_sd_dir, embeds, resume=True, **kw)
+    assert len(list((tmp_path / "gen").rglob("*.png"))) == 1
+    calls.clear()
+    monkeypatch.setattr(G, "generate_images", real)
+    assert len(generate(prompts, tmp_path / "gen", tiny_sd_dir, embeds, resume=True, **kw)) == 3
+
+
+@pytest.mark.parametrize("guidance", [float("nan"), float("inf"), -1.0])
+def test_non_finite_guidance_is_refused_before_loading(tmp_path, guidance):
+    with pytest.raises(DifflabError, match="--guidance must be a finite number"):
+        generate(tmp_path / "unused.json", tmp_path / "out", "no-model", ["x"], guidance=guidance)
+    assert not (tmp_path / "out").exists()

@@ -106,3 +106,15 @@ def test_bad_inputs(tmp_path, tiny_sd_dir, photos_dir, pipe):
     (tmp_path / "o4" / "x").write_text("x")
     with pytest.raises(DifflabError, match="not empty"):
         train(tiny_sd_dir, photos_dir, tmp_path / "o4", small_config(), device="cpu")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", float("nan"), "--lr must be a finite number"), ("lr", 0.0, r"--lr must be in \(0, inf\)"),
+    ("checkpoint_every", 0, "--checkpoint-every must be at least 1"), ("flip", 1.5, r"--flip must be in \[0, 1\]"),
+    ("validate_every", -1, "--validate-every must be at least 0"), ("weight_decay", float("inf"), "finite"),
+])
+def test_config_refuses_impossible_numbers(field, value, message):
+    from difflab.personalize.config import TrainConfig
+
+    with pytest.raises(DifflabError, match=message):
+        TrainConfig(**{field: value}).check()

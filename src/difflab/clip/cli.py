@@ -45,18 +45,24 @@ def config_from_args(args: argparse.Namespace) -> ZeroShotConfig:
 
 
 def zeroshot_command(args: argparse.Namespace) -> int:
+    import contextlib
+    from pathlib import Path
+
     from difflab.clip.report import format_summary, write_report
     from difflab.clip.zeroshot import run_zeroshot, summarise
-    from difflab.io import prepare_output_dir
+    from difflab.io import staged_output_dir
 
     config = config_from_args(args)
     config.validate()
-    if config.out is not None:  # refuse a bad output folder before minutes of inference, not after
-        prepare_output_dir(config.out, config.overwrite)
-    result = run_zeroshot(config)
-    summary = summarise(result, top_k=config.top_k, n_cases=config.n_cases)
-    print(format_summary(summary))
+    # the output folder is checked (and locked) before minutes of inference, built aside and moved into
+    # place only when the report is complete: a failed run leaves no folder and keeps an old one
+    staged = staged_output_dir(config.out, config.overwrite) if config.out is not None else contextlib.nullcontext()
+    with staged as stage:
+        result = run_zeroshot(config)
+        summary = summarise(result, top_k=config.top_k, n_cases=config.n_cases)
+        print(format_summary(summary))
+        if stage is not None:
+            names = list(write_report(result, summary, stage))
     if config.out is not None:
-        paths = write_report(result, summary, config.out)
-        print("wrote " + ", ".join(str(p) for p in paths.values()))
+        print("wrote " + ", ".join(str(Path(config.out) / n) for n in names))
     return 0

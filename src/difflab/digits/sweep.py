@@ -20,9 +20,9 @@ from dataclasses import replace
 import numpy as np
 
 from difflab.data import DOMAINS
-from difflab.digits.generate import GenerateConfig, generate, staged_output_dir
+from difflab.digits.generate import GenerateConfig, generate
 from difflab.errors import DifflabError
-from difflab.io import atomic_path, load_image
+from difflab.io import atomic_path, load_image, staged_output_dir
 from difflab.viz import save_image
 
 DEFAULT_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0)

@@ -120,8 +120,12 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=4, help="images per pipeline call (default 4)")
     p.add_argument("--size", type=int, default=None, help="image size in pixels (default: the model's)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
-    p.add_argument("--resume", action="store_true", help="keep images already in OUT, draw the missing ones")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty OUT (only once the new layout is complete)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep images already in OUT, draw the missing ones; writes in place, so a long run "
+                        "started with --resume keeps its images if interrupted (without it, OUT appears only "
+                        "when complete)")
     p.set_defaults(func=_generate)
 
     p = jobs.add_parser("score", help="CLIP scores of a generated layout, PASS/FAIL against the baselines")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from difflab.errors import DifflabError
-from difflab.io import atomic_path, prepare_output_dir, save_png
+from difflab.io import atomic_path, save_png, staged_output_dir
 from difflab.personalize.compose import Region, compose, parse_region, region_prompts
 
 
@@ -25,6 +26,9 @@ def run_compose(args) -> list[Path]:
 
     if args.num < 1 or args.steps < 1:
         raise DifflabError("--num and --steps must be >= 1")
+    for flag, value in (("--guidance", args.guidance), ("--feather", args.feather)):
+        if not math.isfinite(value) or value < 0:  # NaN passes a plain `< 0` check
+            raise DifflabError(f"{flag} must be a finite number >= 0, got {value}")
     regions = [parse_region(s) for s in args.region]
     pipe = load_sd(args.model, original_config=args.original_config, config_dir=args.config_dir,
                    device=args.device)
@@ -32,20 +36,26 @@ def run_compose(args) -> list[Path]:
     prompts, base = region_prompts(args.prompt, regions)
     for p in prompts + [base]:  # fail on an unknown token before the output folder is touched
         E.expand_prompt(p, pipe.tokenizer)
-    out = prepare_output_dir(args.out, args.overwrite)
+    # built aside, swapped in complete: a failed run leaves no folder and keeps an old one
+    with staged_output_dir(args.out, args.overwrite) as stage:
+        names = _write(pipe, args, regions, prompts, base, stage)
+    return [Path(args.out) / n for n in names]
+
+
+def _write(pipe, args, regions: list[Region], prompts: list[str], base: str, out: Path) -> list[str]:
     kw = dict(steps=args.steps, guidance=args.guidance, size=args.size, negative_prompt=args.negative_prompt)
     written = []
     for seed in range(args.seed, args.seed + args.num):
         image = compose(pipe, args.prompt, regions, generator=torch.Generator().manual_seed(seed),
                         feather=args.feather, base_weight=args.base_weight, **kw)
         save_png(out / f"compose_{seed}.png", _u8(image))
-        written.append(out / f"compose_{seed}.png")
+        written.append(f"compose_{seed}.png")
         for r, prompt in enumerate(prompts if args.with_paths else []):
             # the same noise with one full-image region == the plain pipeline for that region's prompt
             alone = compose(pipe, "{}", [Region(prompt, "full")], progress=False,
                             generator=torch.Generator().manual_seed(seed), **kw)
             save_png(out / f"path{r}_{seed}.png", _u8(alone))
-            written.append(out / f"path{r}_{seed}.png")
+            written.append(f"path{r}_{seed}.png")
     with atomic_path(out / "regions.json") as tmp:
         tmp.write_text(json.dumps({"prompt": args.prompt, "base_prompt": base, "feather": args.feather,
                                    "base_weight": args.base_weight,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from difflab.checks import check_count, check_number
 from difflab.errors import DifflabError
 from difflab.personalize.templates import TEMPLATES
 
@@ -32,8 +33,12 @@ class TrainConfig:
     def check(self) -> None:
         if self.what not in TEMPLATES:
             raise DifflabError(f"--what {self.what!r}: use one of {', '.join(TEMPLATES)}")
-        for name in ("vectors", "steps", "batch_size", "grad_accum", "resolution"):
-            if getattr(self, name) < 1:
-                raise DifflabError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("vectors", "steps", "batch_size", "grad_accum", "resolution", "checkpoint_every",
+                     "num_validation", "validation_steps"):
+            check_count(name, getattr(self, name), 1)
+        check_count("validate_every", self.validate_every, 0)
+        check_number("lr", self.lr, 0, low_open=True)
+        check_number("weight_decay", self.weight_decay, 0)
+        check_number("flip", self.flip, 0, 1)
         if self.resolution % 8:
             raise DifflabError(f"--resolution {self.resolution}: must be a multiple of 8")

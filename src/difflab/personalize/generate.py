@@ -9,6 +9,7 @@ and draws only the missing ones (the same images an uninterrupted run would have
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from difflab.errors import DifflabError
-from difflab.io import prepare_output_dir, save_png
+from difflab.io import inplace_output_dir, save_png, staged_output_dir
 from difflab.personalize import embeddings as E
 from difflab.personalize.prompts import Concept, image_path, load_prompts
 
@@ -39,6 +40,16 @@ def image_seed(seed: int, key: str, prompt_index: int, k: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+def check_numbers(per_prompt: int, steps: int, guidance: float, batch_size: int, size: int | None) -> None:
+    """Refuse impossible settings before minutes of model loading (NaN passes `x < 0` checks: test finiteness)."""
+    if per_prompt < 1 or batch_size < 1 or steps < 1:
+        raise DifflabError("--per-prompt, --batch-size and --steps must be >= 1")
+    if not math.isfinite(guidance) or guidance < 0:
+        raise DifflabError(f"--guidance must be a finite number >= 0, got {guidance}")
+    if size is not None and (size < 8 or size % 8):
+        raise DifflabError(f"--size must be a positive multiple of 8, got {size}")
+
+
 def check_prompts(pipe, concepts: list[Concept]) -> None:
     """Every `<token>` used by a prompt must be loaded (raises DifflabError naming the prompt)."""
     for c in concepts:
@@ -54,6 +65,9 @@ def generate_images(pipe, prompt: str, seeds: list[int], steps: int, guidance: f
     gens = [torch.Generator().manual_seed(s) for s in seeds]  # CPU generators: same images on any device
     out = pipe([prompt] * len(seeds), num_inference_steps=steps, guidance_scale=guidance, height=size,
                width=size, generator=gens, output_type="np")
+    if not np.isfinite(out.images).all():  # NaN would become black pixels without a word
+        raise DifflabError(f"the pipeline produced NaN/inf pixels for {prompt!r} (check --guidance and the "
+                           "embeddings)")
     return (np.clip(out.images, 0, 1) * 255).round().astype(np.uint8)
 
 
@@ -64,8 +78,7 @@ def generate_layout(pipe, concepts: list[Concept], out_dir, per_prompt: int = 25
 
     Images already on disk are kept (callers decide whether the folder may hold any).
     """
-    if per_prompt < 1 or batch_size < 1 or steps < 1:
-        raise DifflabError("--per-prompt, --batch-size and --steps must be >= 1")
+    check_numbers(per_prompt, steps, guidance, batch_size, size)
     check_prompts(pipe, concepts)
     jobs = [(c, i, k) for c in concepts for i in range(len(c.prompts)) for k in range(per_prompt)]
     todo = [j for j in jobs if not image_path(out_dir, j[0].key, j[1], j[2]).is_file()]
@@ -92,13 +105,18 @@ def generate(prompts_file, out_dir, model, embed_files, per_prompt: int = 25, st
     """`difflab ti generate`: load SD + embeddings, write the layout into `out_dir`."""
     from difflab.personalize.sd import load_sd
 
+    check_numbers(per_prompt, steps, guidance, batch_size, size)
     concepts = load_prompts(prompts_file)
     if not embed_files:
         raise DifflabError("no --embeds given: pass the learned_embeds.safetensors of the prompts' tokens")
     pipe = load_sd(model, original_config=original_config, config_dir=config_dir, device=device)
     load_concepts(pipe, embed_files)
     check_prompts(pipe, concepts)  # before touching OUT: a typo in a token must not cost the folder
-    if not resume:
-        prepare_output_dir(out_dir, overwrite)
-    return generate_layout(pipe, concepts, out_dir, per_prompt, steps, guidance, seed, batch_size, size,
-                           progress)
+    args = (per_prompt, steps, guidance, seed, batch_size, size, progress)
+    if resume:  # written in place (locked), so an interrupted run keeps every image it finished
+        with inplace_output_dir(out_dir, resume=True) as out:
+            return generate_layout(pipe, concepts, out, *args)
+    # built aside and swapped in complete: a failed run leaves no folder and keeps an old one
+    with staged_output_dir(out_dir, overwrite) as stage:
+        paths = generate_layout(pipe, concepts, stage, *args)
+    return [Path(out_dir) / p.relative_to(stage) for p in paths]

@@ -16,6 +16,7 @@ vectors, Adam moments of the new rows, generator state), config.json, validation
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -203,30 +204,40 @@ def train(model: str, images_dir, out_dir, cfg: TrainConfig, resume: str | None 
           overwrite: bool = False, device: str = "auto", original_config=None, config_dir=None,
           progress: bool = True):
     """Train one concept; returns the trainer. See the module docstring for the files written."""
-    from difflab.io import prepare_output_dir
-    from difflab.personalize.sd import load_sd
-    from difflab.viz import grid, save_image
+    from difflab.io import inplace_output_dir
 
     cfg.check()
     out = Path(out_dir)
-    ckpt = out / "checkpoint.safetensors"
+    path = None
     if resume:
-        path = ckpt if resume == "latest" else Path(resume)
+        path = out / "checkpoint.safetensors" if resume == "latest" else Path(resume)
         if not path.is_file():
             raise DifflabError(f"{path}: no checkpoint to resume from")
-    else:
-        prepare_output_dir(out, overwrite)
+    # in place, not staged: the checkpoints must survive a crash for --resume; locked against a second run
+    with inplace_output_dir(out, overwrite, resume=bool(resume)):
+        return _train(model, images_dir, out, cfg, path, device, original_config, config_dir, progress)
+
+
+def _train(model: str, images_dir, out: Path, cfg: TrainConfig, resume_from: Path | None, device: str,
+           original_config, config_dir, progress: bool):
+    from difflab.personalize.sd import load_sd
+    from difflab.viz import grid, save_image
+
+    ckpt = out / "checkpoint.safetensors"
     images = load_concept_images(images_dir, cfg.resolution)
     pipe = load_sd(model, original_config=original_config, config_dir=config_dir, device=device)
     trainer = EmbeddingTrainer(pipe, images, cfg)
-    if resume:
-        trainer.resume(path)
+    if resume_from is not None:
+        trainer.resume(resume_from)
     with atomic_path(out / "config.json") as tmp:
         tmp.write_text(json.dumps({"model": str(model), "images": str(images_dir), **asdict(cfg)}, indent=2))
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc=f"train {cfg.token}", disable=not progress)
     avg, t0 = None, time.time()
     while trainer.step < cfg.steps:
         loss = trainer.train_step()
+        if not math.isfinite(loss):  # the embedding is garbage from here on: stop before saving it
+            raise DifflabError(f"training stopped: the loss became {loss} at step {trainer.step} (try a lower "
+                               "--lr); nothing was written after the last checkpoint")
         avg = loss if avg is None else 0.95 * avg + 0.05 * loss
         bar.update(1)
         bar.set_postfix(loss=f"{avg:.4f}")
