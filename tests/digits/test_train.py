@@ -98,3 +98,80 @@ def test_ddp_two_processes(tmp_path):
                        capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-1000:] + r.stderr[:3000]
     assert load_checkpoint(out / "checkpoint.safetensors")[1]["step"] == 6
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", float("nan"), "--lr must be a finite number"), ("lr", float("inf"), "--lr must be a finite number"),
+    ("lr", 0.0, r"--lr must be in \(0, inf\)"), ("steps", 0, "--steps must be at least 1"),
+    ("steps", -5, "--steps must be at least 1"), ("batch_size", 0, "--batch-size must be at least 1"),
+    ("ckpt_every", 0, "--ckpt-every must be at least 1"), ("log_every", 0, "--log-every must be at least 1"),
+    ("warmup_steps", -1, "--warmup-steps must be at least 0"), ("train_size", 0, "--train-size must be at least 1"),
+    ("ema_decay", 1.0, r"--ema-decay must be in \[0, 1\)"), ("drop_both", float("nan"), "finite"),
+    ("drop_digit", 1.5, r"--drop-digit must be in \[0, 1\]"), ("grad_clip", -1.0, "--grad-clip"),
+    ("num_train_timesteps", 0, "at least 1"), ("seed", 2**40, "below 2"),
+])
+def test_config_refuses_impossible_settings(field, value, message):
+    with pytest.raises(DifflabError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_condition_dropout_probabilities_must_sum_to_at_most_one():
+    with pytest.raises(DifflabError, match="at most 1"):
+        TrainConfig(drop_both=0.5, drop_digit=0.4, drop_domain=0.2)
+
+
+@pytest.mark.parametrize("flags", [["--lr", "nan"], ["--steps", "0"], ["--ckpt-every", "0"], ["--batch-size", "0"]])
+def test_cli_bad_numbers_are_one_line(tmp_path, capsys, flags):
+    assert main(["digits", "train", "--out-dir", str(tmp_path / "run"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and flags[0] in err and not (tmp_path / "run").exists()
+
+
+def _data(n=16):
+    g = torch.Generator().manual_seed(0)
+    return (torch.randint(0, 256, (n, 3, 28, 28), generator=g, dtype=torch.uint8),
+            torch.randint(0, 10, (n,), generator=g), torch.randint(0, 2, (n,), generator=g))
+
+
+def test_fresh_run_refuses_another_runs_files(tmp_path):
+    from difflab.digits.train import check_out_dir
+
+    (tmp_path / "classifier.safetensors").write_bytes(b"x")  # other files are fine: training never touches them
+    check_out_dir(tmp_path, resume=None)
+    (tmp_path / "ema.safetensors").write_bytes(b"x")
+    with pytest.raises(DifflabError, match="already holds a training run.*--resume latest.*--overwrite"):
+        check_out_dir(tmp_path, resume=None)
+    with pytest.raises(DifflabError, match="already holds a training run"):
+        train(_cfg(tmp_path, 2), progress=False)
+    check_out_dir(tmp_path, resume="latest")
+    check_out_dir(tmp_path, resume=None, overwrite=True)
+
+
+@pytest.fixture
+def one_thread():
+    # tiny steps on a busy 2-core machine: two threads contend (measured 14 s vs 0.1 s for 3 steps)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_non_finite_loss_stops_and_writes_nothing(tmp_path, one_thread):
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), steps=6, batch_size=2, unet=TINY, ckpt_every=3, bf16=False)
+    tr = Trainer(cfg, data=_data())
+    for _ in range(3):
+        tr.train_step()
+    tr.save()  # a good checkpoint at step 3
+    before = (tmp_path / "run" / "checkpoint.safetensors").read_bytes()
+    weights = _params(tr.model).clone()
+    real = tr.net
+
+    def nan_net(*args):
+        return real(*args) * float("nan")
+
+    tr.net = nan_net
+    with pytest.raises(DifflabError, match="loss became nan at step 4"):
+        tr.fit(progress=False)
+    assert torch.equal(_params(tr.model), weights) and tr.step == 3  # no optimizer step on a NaN loss
+    assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before
+    assert not (tmp_path / "run" / "ema.safetensors").exists()

@@ -8,6 +8,7 @@ run ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -20,11 +21,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from difflab.checks import check_count, check_number
 from difflab.data import DOMAINS, load_domain
 from difflab.digits.model_io import load_state_strict, save_digit_model
 from difflab.errors import DifflabError
 from difflab.io import load_checkpoint, save_checkpoint
 from difflab.models.unet import ConditionalUNet, UNetConfig
+from difflab.outdir import output_lock
 from difflab.schedule import NoiseSchedule
 
 TRAIN_KIND = "difflab-digits-train"
@@ -53,6 +56,42 @@ class TrainConfig:
     unet: UNetConfig = field(default_factory=UNetConfig)
     schedule: str = "linear"
     num_train_timesteps: int = 1000
+
+    def __post_init__(self):
+        """Refuse impossible settings when the config is built, so CLI, API and report share one check."""
+        for name in ("steps", "batch_size", "train_size", "ckpt_every", "log_every", "num_train_timesteps"):
+            check_count(name, getattr(self, name), 1)
+        check_count("warmup_steps", self.warmup_steps, 0)
+        check_count("seed", self.seed, 0)
+        if self.seed >= 2**32:  # seed * 1000 + rank must stay a valid torch seed
+            raise DifflabError(f"--seed must be below 2**32, got {self.seed}")
+        check_number("lr", self.lr, 0, low_open=True)
+        for name in ("weight_decay", "grad_clip"):
+            check_number(name, getattr(self, name), 0)
+        check_number("ema_decay", self.ema_decay, 0, 1, high_open=True)
+        for name in ("min_lr_ratio", "drop_both", "drop_digit", "drop_domain"):
+            check_number(name, getattr(self, name), 0, 1)
+        if self.drop_both + self.drop_digit + self.drop_domain > 1:
+            raise DifflabError("--drop-both + --drop-digit + --drop-domain must be at most 1, got "
+                               f"{self.drop_both + self.drop_digit + self.drop_domain:g}")
+        if self.schedule not in ("linear", "scaled_linear", "cosine"):
+            raise DifflabError(f"unknown --schedule {self.schedule!r} (linear, scaled_linear or cosine)")
+
+
+# the files a run writes into its --out-dir; an existing one is never replaced without --resume/--overwrite
+RUN_FILES = ("checkpoint.safetensors", "ema.safetensors")
+
+
+def check_out_dir(out_dir, resume: str | None, overwrite: bool = False) -> None:
+    """Refuse to start a fresh run over another run's files. Only the files a run writes count: other
+    files in the folder are never touched (scripts/train_release.sh keeps its classifiers there)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DifflabError(f"{out}: exists and is not a folder")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not resume and not overwrite:
+        raise DifflabError(f"{out}: already holds a training run ({', '.join(found)}); pass --resume latest to "
+                           "continue it, or --overwrite to start again")
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
@@ -138,6 +177,7 @@ class Trainer:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             pred = self.net(x_t, t, digits, domains)
         loss = F.mse_loss(pred.float(), noise)  # DDPM's L_simple (Ho et al. 2020, eq. 14)
+        self._stop_if_diverged(loss.item())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -146,6 +186,16 @@ class Trainer:
         self._update_ema()
         self.step += 1
         return loss.item()
+
+    def _stop_if_diverged(self, loss: float) -> None:
+        """Stop before the weights take a non-finite step; all ranks decide together (one rank raising
+        alone would leave the others waiting in DDP's all-reduce)."""
+        bad = torch.tensor([0.0 if math.isfinite(loss) else 1.0])
+        if self.world > 1:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if bad.item():
+            raise DifflabError(f"training stopped: the loss became {loss} at step {self.step + 1} (try a lower "
+                               f"--lr); nothing was written after the last checkpoint")
 
     @torch.no_grad()
     def _update_ema(self):
@@ -233,12 +283,22 @@ class Trainer:
                              {"train": asdict(cfg), "step": self.step})
 
 
-def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) -> Trainer:
-    """Train (or resume) and return the Trainer; writes OUT/checkpoint.safetensors and OUT/ema.safetensors."""
+def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True, overwrite: bool = False
+          ) -> Trainer:
+    """Train (or resume) and return the Trainer; writes OUT/checkpoint.safetensors and OUT/ema.safetensors.
+
+    A fresh run (no `resume`) refuses an --out-dir holding another run's files unless `overwrite`.
+    Rank 0 holds the folder's lock for the run, so a second training into it is refused.
+    """
+    check_out_dir(cfg.out_dir, resume, overwrite)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("WORLD_SIZE", "1"))))
     np.seterr(all="ignore")
-    trainer = Trainer(cfg)
-    if resume:
-        trainer.resume(resume)
-    trainer.fit(progress)
+    out = Path(cfg.out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with output_lock(out) if rank0 else contextlib.nullcontext():
+        trainer = Trainer(cfg)
+        if resume:
+            trainer.resume(resume)
+        trainer.fit(progress)
     return trainer
