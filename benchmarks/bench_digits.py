@@ -1,11 +1,15 @@
-"""Benchmark `difflab digits generate` (1000 images) + eval on the shipped model.
+"""Benchmark `difflab digits generate` (1000 images) for the teacher path and each few-step candidate.
 
-Prints one table and writes benchmarks/results/digits.json. Timing: median of --runs full generations
-(network vs the rest), under the glibc allocator settings below: with glibc's default malloc the timings
-swung up to 2x on these tensor sizes (millions of page faults). They only act when set before the
-process starts, so the script re-executes itself with them (the Makefile exports the same values).
+One run times every candidate (model x sampler x steps x guidance mode) on the same 1000 images (same
+seed, same layout), evaluates each with the shipped classifiers (accuracy and Fréchet distance per
+domain), and prints the speed-up against the teacher path measured in this same run: machines differ
+(up to 1.6x between two 2-core VMs), ratios inside one run do not. With --runs N the candidates run
+round-robin N times (so drift of the VM's speed hits all alike) and the median counts.
 
-    .venv/bin/python benchmarks/bench_digits.py [--model runs/x/ema.safetensors] [--runs 3]
+Timing is under the glibc allocator settings; `difflab` applies them itself (difflab.runtime), and this
+script re-executes with the same values as environment variables so imports happen under them too.
+
+    .venv/bin/python benchmarks/bench_digits.py [--runs 3] [--only student,teacher-ddim20]
 """
 
 from __future__ import annotations
@@ -26,8 +30,19 @@ _malloc.ensure()
 import torch  # noqa: E402
 
 from difflab.digits.evaluate import evaluate  # noqa: E402
-from difflab.digits.generate import GenerateConfig, generate  # noqa: E402
-from difflab.digits.model_io import DEFAULT_MODEL, load_digit_model  # noqa: E402
+from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E402
+from difflab.digits.model_io import load_digit_model  # noqa: E402
+
+INTERVAL = (81, 578)  # sigma in (0.28, 5.42], Kynkäänniemi et al. 2024's interval, mapped to our schedule
+CANDIDATES = {  # name -> GenerateConfig overrides; the first is the baseline (today's old default)
+    "teacher-ddim20": dict(model="teacher", sampler="ddim", steps=20),
+    "teacher-ddim20-interval": dict(model="teacher", sampler="ddim", steps=20, guidance_interval=INTERVAL),
+    "teacher-dpmpp2m-10": dict(model="teacher", sampler="dpmpp-2m", steps=10),
+    "teacher-unipc-10": dict(model="teacher", sampler="unipc", steps=10),
+    "teacher-dpmpp2m-10-interval": dict(model="teacher", sampler="dpmpp-2m", steps=10, guidance_interval=INTERVAL),
+    "teacher-dpmpp2m-6": dict(model="teacher", sampler="dpmpp-2m", steps=6),
+    "student": dict(model="student"),  # the default of `difflab digits generate`
+}
 
 
 def machine() -> str:
@@ -42,53 +57,78 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.python_version()}"
 
 
+class RowCounter(torch.nn.Module):
+    """Counts the image rows that pass through the network: network evaluations per image = rows / images."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.rows = model, 0
+
+    def forward(self, x, *args):
+        self.rows += x.shape[0]
+        return self.model(x, *args)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--per-digit", type=int, default=50)
     ap.add_argument("--guidance", type=float, default=GenerateConfig.guidance)
-    ap.add_argument("--steps", type=int, default=GenerateConfig.steps)
-    ap.add_argument("--guide", choices=["digit", "both"], default=GenerateConfig.guide)
-    ap.add_argument("--model", default=str(DEFAULT_MODEL), help="digit model (default: the shipped one)")
+    ap.add_argument("--only", default=None, help="comma-separated candidate names (default: all)")
     ap.add_argument("--out", default="benchmarks/results/digits.json")
     args = ap.parse_args()
-    model, schedule, _ = load_digit_model(args.model)
-    cfg = GenerateConfig(per_digit=args.per_digit, guidance=args.guidance, steps=args.steps, guide=args.guide)
+    names = list(CANDIDATES) if args.only is None else args.only.split(",")
+    if names[0] != "teacher-ddim20":
+        names.insert(0, "teacher-ddim20")  # the baseline is always measured in the same run
+    models = {m: load_digit_model(m)[:2] for m in ("teacher", "student")}
     load_start = os.getloadavg()
-    runs, res = [], None
+    times: dict[str, list[dict]] = {n: [] for n in names}
+    results, passes = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.runs):
-            t = generate(Path(tmp) / f"run{i}", model, schedule, cfg, overwrite=True, progress=False)
-            runs.append(t)
-            print(f"run {i + 1}: {t['total_s']:.1f} s (network {t['network_s']:.1f} s)", flush=True)
-        t0 = time.perf_counter()
-        res = evaluate(Path(tmp) / "run0")
-        eval_s = time.perf_counter() - t0
-    med = statistics.median(r["total_s"] for r in runs)
-    med_run = min(runs, key=lambda r: abs(r["total_s"] - med))
-    out = {
-        "machine": machine(), "model": args.model, "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
-        "malloc": {k: os.environ.get(k) for k in _malloc.MALLOC},
-        "config": cfg.__dict__, "runs_s": [r["total_s"] for r in runs], "median_s": med,
-        "median_network_s": med_run["network_s"], "median_other_s": med_run["other_s"], "eval_s": eval_s,
-        "results": res,
-    }
-    rows = [("images", f"{med_run['images']}"), ("generate median of runs (s)", f"{med:.1f}"),
-            ("  network (s)", f"{med_run['network_s']:.1f}"),
-            ("  rest: sampler, PNG, grids (s)", f"{med_run['other_s']:.1f}"),
-            ("all runs (s)", ", ".join(f"{r['total_s']:.1f}" for r in runs)), ("eval (s)", f"{eval_s:.1f}")]
-    for m, r in res["domains"].items():
-        rows += [(f"{m} acc (gen)", f"{r['acc']:.4f} ({r['correct']}/{r['total']})"),
-                 (f"{m} acc (real val)", f"{r['real_val_acc']:.4f}"),
-                 (f"{m} Fréchet gen-vs-real", f"{r['fd_generated_vs_real']:.3f}"),
-                 (f"{m} Fréchet real-vs-real", f"{r['fd_real_vs_real']:.3f}")]
-    rows.append(("mean acc", f"{res['mean_acc']:.4f}"))
-    w = max(len(k) for k, _ in rows)
+        for r in range(args.runs):
+            for n in names:
+                cfg = GenerateConfig(per_digit=args.per_digit, guidance=args.guidance, **CANDIDATES[n])
+                model, schedule = models[cfg.model]
+                counter = RowCounter(model)
+                cfg = resolve(cfg, model)
+                t = generate(Path(tmp) / f"{n}-{r}", counter, schedule, cfg, overwrite=True, progress=False)
+                times[n].append(t)
+                passes[n] = counter.rows / t["images"]
+                print(f"run {r + 1} {n}: {t['total_s']:.1f} s (network {t['network_s']:.1f} s), "
+                      f"{passes[n]:.0f} network evaluations per image", flush=True)
+        for n in names:
+            t0 = time.perf_counter()
+            results[n] = evaluate(Path(tmp) / f"{n}-0")
+            results[n]["eval_s"] = time.perf_counter() - t0
+    med = {n: statistics.median(t["total_s"] for t in times[n]) for n in names}
+    base = "teacher-ddim20"
+    rows = []
+    for n in names:
+        d = results[n]["domains"]
+        net = statistics.median(t["network_s"] for t in times[n])
+        rows.append({
+            "name": n, "config": CANDIDATES[n], "evals_per_image": passes[n], "median_s": med[n], "network_s": net,
+            "runs_s": [t["total_s"] for t in times[n]], "speedup": med[base] / med[n],
+            "acc": {m: d[m]["acc"] for m in d}, "fd": {m: d[m]["fd_generated_vs_real"] for m in d},
+            "fd_vs_teacher": {m: d[m]["fd_generated_vs_real"] / results[base]["domains"][m]["fd_generated_vs_real"]
+                              for m in d},
+            "fd_real_vs_real": {m: d[m]["fd_real_vs_real"] for m in d},
+        })
+    out = {"machine": machine(), "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
+           "malloc": {k: os.environ.get(k) for k in _malloc.MALLOC}, "per_digit": args.per_digit,
+           "guidance": args.guidance, "runs": args.runs, "baseline": base, "candidates": rows}
     print(f"\nmachine: {out['machine']}; load average {load_start[0]:.2f} at start, "
-          f"{out['load_avg_end'][0]:.2f} at end\nmodel: {args.model}\nmalloc: {out['malloc']}")
-    print(f"{'metric'.ljust(w)} | value\n{'-' * w}-+------")
-    for k, v in rows:
-        print(f"{k.ljust(w)} | {v}")
+          f"{out['load_avg_end'][0]:.2f} at end; {20 * args.per_digit} images, guidance {args.guidance:g}")
+    head = (f"{'candidate':<28} {'NFE/img':>7} {'time s':>7} {'speed-up':>8} {'acc MNIST-M':>11} {'acc SVHN':>8} "
+            f"{'FD MNIST-M':>10} {'FD SVHN':>8} {'FD/teacher':>11}")
+    print(head + "\n" + "-" * len(head))
+    for r in rows:
+        print(f"{r['name']:<28} {r['evals_per_image']:>7.0f} {r['median_s']:>7.1f} {r['speedup']:>7.1f}x "
+              f"{r['acc']['mnistm']:>11.4f} {r['acc']['svhn']:>8.4f} {r['fd']['mnistm']:>10.3f} "
+              f"{r['fd']['svhn']:>8.3f} "
+              f"{r['fd_vs_teacher']['mnistm']:>5.2f}/{r['fd_vs_teacher']['svhn']:.2f}")
+    rr = rows[0]["fd_real_vs_real"]
+    print(f"Fréchet real vs real (noise level at this sample size): MNIST-M {rr['mnistm']:.3f}, SVHN {rr['svhn']:.3f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2, default=str))
     print(f"\nwrote {args.out}")

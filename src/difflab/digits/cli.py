@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from difflab.errors import DifflabError
 from difflab.models.unet import UNetConfig
 
 
@@ -29,25 +30,68 @@ def _train_classifier(args):
     print(f"{args.domain} classifier: val acc = {acc:.4f} -> {out}")
 
 
+def _distill(args):
+    from difflab.digits.distill import DistillConfig, distill
+
+    names = {f.name for f in fields(DistillConfig)}
+    cfg = DistillConfig(**{k: v for k, v in vars(args).items() if k in names})
+    r = distill(cfg)
+    print(f"student: {r.student_path} (teacher trajectories {r.wall_s['trajectories_s']:.0f} s, "
+          f"student training {r.wall_s['student_s']:.0f} s in this run)")
+
+
+def _add_distill_args(p):
+    from difflab.digits.distill import DistillConfig
+
+    d = DistillConfig()
+    helps = {"out_dir": "run folder (trajectories, checkpoint, student); re-running resumes",
+             "teacher": "teacher digit model (default: the shipped one)",
+             "student_steps": "DDIM steps of the student", "teacher_steps": "teacher DDIM steps per trajectory",
+             "guidance_min": "lowest CFG scale the student learns", "guidance_max": "highest CFG scale",
+             "guide": "the teacher's CFG target (digit or both)", "trajectories": "teacher trajectories",
+             "traj_batch": "trajectories per chunk file", "steps": "student optimisation steps",
+             "batch_size": "student batch", "lr": "peak learning rate (cosine)", "bf16": "bf16 autocast"}
+    for f in fields(DistillConfig):
+        default = getattr(d, f.name)
+        flag = f"--{f.name.replace('_', '-')}"
+        h = f"{helps.get(f.name, f.name.replace('_', ' '))} (default: {default})"
+        if isinstance(default, bool):
+            p.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false", help=f"no {h}")
+        else:
+            p.add_argument(flag, type=type(default) if default is not None else str, default=default, help=h)
+
+
 def _gen_config(args):
     from difflab.digits.generate import GenerateConfig
 
-    return GenerateConfig(per_digit=args.per_digit, guidance=args.guidance, steps=args.steps,
+    interval = None
+    if args.guidance_interval is not None:
+        from difflab.sampling import parse_guidance_interval
+
+        interval = parse_guidance_interval(args.guidance_interval, None)
+    return GenerateConfig(per_digit=args.per_digit, model=args.model, guidance=args.guidance, steps=args.steps,
                           sampler=args.sampler, eta=args.eta, seed=args.seed, batch_size=args.batch_size,
-                          bf16=not args.fp32, guide=args.guide)
+                          bf16=not args.fp32, guide=args.guide, guidance_interval=interval, karras=args.karras)
 
 
 def _generate(args):
-    from difflab.digits.generate import generate
+    from difflab.digits.generate import generate, resolve
     from difflab.digits.model_io import load_digit_model
 
     cfg = _gen_config(args)
     cfg.check()
-    model, schedule, _ = load_digit_model(args.model)
+    model, schedule, _ = load_digit_model(cfg.model)
+    if cfg.guidance_interval is not None and cfg.guidance_interval[1] >= schedule.num_train_timesteps:
+        raise DifflabError(f"--guidance-interval {args.guidance_interval}: timesteps run from 0 to "
+                           f"{schedule.num_train_timesteps - 1}")
+    if cfg.steps is not None and cfg.steps > schedule.num_train_timesteps:
+        raise DifflabError(f"--steps {cfg.steps}: the model has {schedule.num_train_timesteps} training timesteps")
+    cfg = resolve(cfg, model)
     t = generate(args.out_dir, model, schedule, cfg, overwrite=args.overwrite)
     print(f"wrote {t['images']} images to {args.out_dir}/{{mnistm,svhn}}/ and grids "
           f"{args.out_dir}/{{mnistm,svhn}}_grid.png in {t['total_s']:.1f} s "
-          f"(network {t['network_s']:.1f} s, other {t['other_s']:.1f} s)")
+          f"(network {t['network_s']:.1f} s, other {t['other_s']:.1f} s; {cfg.model} model, {cfg.sampler} "
+          f"{cfg.steps} steps, guidance {cfg.guidance:g})")
 
 
 def _eval(args):
@@ -67,18 +111,29 @@ def _demo(args):
           f"{args.out_dir}/mnistm_grid.png and {args.out_dir}/svhn_grid.png, metrics {args.out_dir}/eval.json")
 
 
-def _add_generate_args(p, gen_defaults):
-    p.add_argument("out_dir")
-    p.add_argument("--model", default=None, help="digit model .safetensors (default: the shipped one)")
-    p.add_argument("--per-digit", type=int, default=gen_defaults.per_digit)
-    p.add_argument("--guidance", type=float, default=gen_defaults.guidance)
-    p.add_argument("--steps", type=int, default=gen_defaults.steps)
-    p.add_argument("--sampler", choices=["ddim", "ddpm"], default=gen_defaults.sampler)
-    p.add_argument("--eta", type=float, default=gen_defaults.eta)
-    p.add_argument("--seed", type=int, default=gen_defaults.seed)
-    p.add_argument("--batch-size", type=int, default=gen_defaults.batch_size)
+def _add_generate_args(p, g):
+    from difflab.digits.generate import GENERATE_SAMPLERS
+
+    p.add_argument("out_dir", help="output folder: OUT/{mnistm,svhn}/{digit}_{NNN}.png and grids")
+    p.add_argument("--model", default=g.model,
+                   help="'student' (few-step, distilled), 'teacher' (CFG) or a digit model .safetensors "
+                        "(default: %(default)s)")
+    p.add_argument("--per-digit", type=int, default=g.per_digit,
+                   help="images per digit and domain (default: %(default)s)")
+    p.add_argument("--guidance", type=float, default=g.guidance, help="CFG scale w (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=g.steps,
+                   help="sampler steps (default: the model's own: student 4, teacher 20)")
+    p.add_argument("--sampler", choices=GENERATE_SAMPLERS, default=g.sampler,
+                   help="teacher's sampler (default: ddim; the student runs the DDIM it was distilled for)")
+    p.add_argument("--karras", action="store_true", help="Karras sigmas (dpmpp-2m/unipc)")
+    p.add_argument("--guidance-interval", default=None, metavar="LO,HI",
+                   help="teacher: guide only for timesteps LO <= t <= HI, one pass elsewhere (default: all)")
+    p.add_argument("--eta", type=float, default=g.eta, help="DDIM eta, 0 = deterministic (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=g.seed, help="random seed (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=g.batch_size,
+                   help="images per network batch (default: %(default)s)")
     p.add_argument("--fp32", action="store_true", help="run the network in float32 (default bf16 autocast)")
-    p.add_argument("--guide", choices=["digit", "both"], default=gen_defaults.guide,
+    p.add_argument("--guide", choices=["digit", "both"], default=g.guide,
                    help="what guidance amplifies: the digit only (default) or digit and domain")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
 
@@ -123,6 +178,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
     p.set_defaults(func=_train_classifier)
+
+    p = dsub.add_parser("distill", help="distil the teacher into a few-step guidance-input student (resumable)")
+    _add_distill_args(p)
+    p.set_defaults(func=_distill)
 
     p = dsub.add_parser("generate", help="generate N images per digit per domain in the standard layout")
     _add_generate_args(p, g)

@@ -9,11 +9,12 @@ settings, and `chunk_for(...)` lets other tools (the reverse-process figure) rep
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,30 +27,75 @@ from difflab.io import save_png, to_uint8
 from difflab.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn
 from difflab.viz import grid, save_image
 
+TEACHER_STEPS = 20  # the teacher's default DDIM steps (its quality plateau, docs/RESULTS.md)
+GENERATE_SAMPLERS = ("ddim", "ddpm", "dpmpp-2m", "unipc")
+
 
 @dataclass
 class GenerateConfig:
     per_digit: int = 50
+    model: str = "student"  # "student" (few-step, default), "teacher" or a .safetensors path
     guidance: float = 3.0  # best accuracy and Fréchet distance of the release model (docs/RESULTS.md)
-    steps: int = 20
-    sampler: str = "ddim"  # "ddim" or "ddpm"
+    steps: int | None = None  # None: the model's own default (student: its distilled steps; teacher: 20)
+    sampler: str | None = None  # ddim | ddpm | dpmpp-2m | unipc; None: ddim (a student takes ddim only)
     eta: float = 0.0
     seed: int = 0
     batch_size: int = 250
     bf16: bool = True  # network in bf16 autocast (~2.5x faster on CPU); sampler maths stays float32
     guide: str = "digit"  # "digit": uncond = (null digit, same domain); "both": null digit and null domain
+    guidance_interval: tuple[int, int] | None = None  # teacher: guide only for LO <= t <= HI
+    karras: bool = False  # Karras sigmas for dpmpp-2m
 
     def check(self) -> None:
         if self.per_digit < 1:
             raise DifflabError(f"--per-digit must be at least 1, got {self.per_digit}")
-        if self.guidance < 0:
-            raise DifflabError(f"--guidance must be >= 0, got {self.guidance}")
-        if self.sampler not in ("ddim", "ddpm"):
-            raise DifflabError(f"unknown sampler {self.sampler!r} (ddim or ddpm)")
+        if not (math.isfinite(self.guidance) and self.guidance >= 0):
+            raise DifflabError(f"--guidance must be a finite number >= 0, got {self.guidance}")
+        if self.steps is not None and self.steps < 1:
+            raise DifflabError(f"--steps must be at least 1, got {self.steps}")
+        if self.sampler is not None and self.sampler not in GENERATE_SAMPLERS:
+            raise DifflabError(f"unknown sampler {self.sampler!r} (choose from {', '.join(GENERATE_SAMPLERS)})")
+        if not 0.0 <= self.eta <= 1.0:  # also refuses NaN
+            raise DifflabError(f"--eta must be in [0, 1], got {self.eta}")
+        if self.eta > 0 and (self.sampler or "ddim") != "ddim":
+            raise DifflabError(f"--eta applies to the ddim sampler only, not {self.sampler}")
         if self.guide not in ("digit", "both"):
             raise DifflabError(f"unknown guidance target {self.guide!r} (digit or both)")
         if self.batch_size < 1:
             raise DifflabError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+def student_info(model) -> dict | None:
+    """What a guidance-input student was distilled for ({steps, spacing, guidance_range, guide}), or None
+    for a teacher. load_digit_model attaches it from the checkpoint's metadata."""
+    while isinstance(getattr(model, "model", None), torch.nn.Module):  # unwrap TimedModel and friends
+        model = model.model
+    if not getattr(getattr(model, "config", None), "guidance_input", False):
+        return None
+    return getattr(model, "student", None) or {"steps": 4, "spacing": "trailing", "guidance_range": [1.0, 5.0],
+                                               "guide": "digit"}
+
+
+def resolve(cfg: GenerateConfig, model) -> GenerateConfig:
+    """Fill the model-dependent defaults (steps, sampler) and refuse what the model cannot do."""
+    cfg.check()
+    info = student_info(model)
+    if info is None:
+        return replace(cfg, steps=cfg.steps or TEACHER_STEPS, sampler=cfg.sampler or "ddim")
+    steps, sampler = cfg.steps or info["steps"], cfg.sampler or "ddim"
+    if steps != info["steps"]:
+        raise DifflabError(f"the student supports --steps {info['steps']} only (it was distilled for that grid), "
+                           f"got {steps}; use --model teacher for other step counts")
+    if sampler != "ddim" or cfg.eta:
+        raise DifflabError("the student runs the deterministic DDIM it was distilled for: --sampler ddim, --eta 0")
+    lo, hi = info["guidance_range"]
+    if not lo <= cfg.guidance <= hi:
+        raise DifflabError(f"the student was distilled for guidance in [{lo:g}, {hi:g}], got {cfg.guidance:g}")
+    if cfg.guidance_interval is not None:
+        raise DifflabError("--guidance-interval applies to the teacher; the student takes the guidance as input")
+    if cfg.guide != info["guide"]:
+        raise DifflabError(f"the student was distilled with --guide {info['guide']}, not {cfg.guide}")
+    return replace(cfg, steps=steps, sampler=sampler)
 
 
 def layout(cfg: GenerateConfig, domains=DOMAINS) -> list[tuple[str, int, int]]:
@@ -57,10 +103,29 @@ def layout(cfg: GenerateConfig, domains=DOMAINS) -> list[tuple[str, int, int]]:
     return [(m, d, k) for m in domains for d in range(10) for k in range(1, cfg.per_digit + 1)]
 
 
-def make_sampler(cfg: GenerateConfig, schedule):
+def make_sampler(cfg: GenerateConfig, schedule, model=None):
+    """The sampler `cfg` names for `model` (a student always gets the DDIM grid it was distilled for)."""
+    info = student_info(model)
+    if info is not None:
+        return DDIMSampler(schedule, steps=cfg.steps, spacing=info["spacing"], clip_x0=None)
+    steps = cfg.steps or TEACHER_STEPS
     if cfg.sampler == "ddpm":
-        return DDPMSampler(schedule, steps=cfg.steps)
-    return DDIMSampler(schedule, steps=cfg.steps, eta=cfg.eta, clip_x0=1.0)
+        return DDPMSampler(schedule, steps=steps)
+    if cfg.sampler in (None, "ddim"):
+        return DDIMSampler(schedule, steps=steps, eta=cfg.eta, clip_x0=1.0)
+    from difflab.solvers import make_sampler as make_solver
+
+    return make_solver(cfg.sampler, schedule, steps, karras=cfg.karras, clip_x0=1.0)
+
+
+def make_eps_fn(model, cfg: GenerateConfig, digits: torch.Tensor, domains: torch.Tensor):
+    """eps_fn(x_t, t) for one chunk: the student in one pass with w as input, the teacher through CFG."""
+    if student_info(model) is not None:
+        w = torch.full((len(digits),), float(cfg.guidance))
+        return lambda x, t: model(x, torch.full((len(digits),), t, dtype=torch.long), digits, domains, w)
+    interval = {} if cfg.guidance_interval is None else {"guidance_interval": cfg.guidance_interval}
+    return cfg_eps_fn(model, digits, domains, cfg.guidance, null_domain=None if cfg.guide == "digit" else 2,
+                      **interval)
 
 
 class TimedModel(torch.nn.Module):
@@ -81,20 +146,24 @@ class TimedModel(torch.nn.Module):
 def sample_chunks(model, schedule, cfg: GenerateConfig, domains=DOMAINS, progress: bool = True,
                   callback=None):
     """Yield (items, images (B, 3, 28, 28) in [-1, 1]) chunk by chunk; `callback(chunk_index, StepOutput)`
-    sees every step (used to draw the reverse process)."""
-    cfg.check()
+    sees every step (used to draw the reverse process).
+
+    The starting noise is drawn chunk by chunk from one generator, in layout order: the same values as
+    one draw of all of it (torch's CPU normal sampler is sequential; tested), in memory bounded by a chunk.
+    """
+    cfg = resolve(cfg, model)
     items = layout(cfg, domains)
     g = torch.Generator().manual_seed(cfg.seed)
-    x_T = torch.randn((len(items), 3, 28, 28), generator=g)
-    sampler = make_sampler(cfg, schedule)
+    sampler = make_sampler(cfg, schedule, model)
     n_chunks = (len(items) + cfg.batch_size - 1) // cfg.batch_size
     bar = tqdm(total=n_chunks * len(sampler.timesteps), desc="sampling", disable=not progress,
                dynamic_ncols=True)
     for c in range(n_chunks):
         chunk = items[c * cfg.batch_size:(c + 1) * cfg.batch_size]
+        x_T = torch.randn((len(chunk), 3, 28, 28), generator=g)
         digits = torch.tensor([d for _, d, _ in chunk])
         doms = torch.tensor([DOMAINS.index(m) for m, _, _ in chunk])
-        eps_fn = cfg_eps_fn(model, digits, doms, cfg.guidance, null_domain=None if cfg.guide == "digit" else 2)
+        eps_fn = make_eps_fn(model, cfg, digits, doms)
         gc = torch.Generator().manual_seed(cfg.seed * 100_003 + c + 1)
 
         def step_cb(out, c=c):
@@ -103,7 +172,10 @@ def sample_chunks(model, schedule, cfg: GenerateConfig, domains=DOMAINS, progres
                 callback(c, out)
 
         with torch.inference_mode():
-            x0 = sampler.sample(eps_fn, x_T[c * cfg.batch_size:c * cfg.batch_size + len(chunk)], gc, step_cb)
+            x0 = sampler.sample(eps_fn, x_T, gc, step_cb)
+        if not torch.isfinite(x0).all():
+            raise DifflabError("the sampler produced non-finite values (NaN/inf): check the model's weights "
+                               "and the guidance; nothing was written")
         yield chunk, x0.clamp(-1, 1)
     bar.close()
 
@@ -138,7 +210,8 @@ def staged_output_dir(out_dir, overwrite: bool):
 def generate(out_dir, model, schedule, cfg: GenerateConfig, overwrite: bool = False, progress: bool = True
              ) -> dict:
     """Write the standard layout; return timings {'total_s', 'network_s', 'other_s', 'images'}."""
-    cfg.check()
+    cfg = resolve(cfg, model)
+    what = "student" if student_info(model) else cfg.sampler
     t0 = time.perf_counter()
     timed = TimedModel(model, cfg.bf16)
     with staged_output_dir(out_dir, overwrite) as stage:
@@ -152,7 +225,7 @@ def generate(out_dir, model, schedule, cfg: GenerateConfig, overwrite: bool = Fa
         for m in DOMAINS:
             ncols = min(10, cfg.per_digit)
             save_image(grid(tiles[m], ncols, scale=2, row_labels=[str(d) for d in range(10)],
-                            title=f"{m}: guidance {cfg.guidance}, {cfg.sampler} {cfg.steps} steps, seed {cfg.seed}"),
+                            title=f"{m}: guidance {cfg.guidance}, {what} {cfg.steps} steps, seed {cfg.seed}"),
                        stage / f"{m}_grid.png")
     total = time.perf_counter() - t0
     return {"total_s": total, "network_s": timed.seconds, "other_s": total - timed.seconds,

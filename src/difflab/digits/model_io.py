@@ -12,7 +12,23 @@ from difflab.models.unet import ConditionalUNet, UNetConfig
 from difflab.schedule import NoiseSchedule
 
 KIND = "difflab-digits-unet"
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "digits_unet.safetensors"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_MODEL = ASSETS / "digits_unet.safetensors"  # the teacher (CFG, 20 DDIM steps by default)
+STUDENT_MODEL = ASSETS / "digits_student.safetensors"  # distilled from it: guidance input, 4 steps
+SHIPPED = {"teacher": DEFAULT_MODEL, "student": STUDENT_MODEL}
+
+
+def model_path(name) -> Path:
+    """'teacher' / 'student' -> the shipped file; None -> the teacher; anything else is a path that must be a
+    readable file (one-line error otherwise)."""
+    if name is None:
+        return DEFAULT_MODEL
+    if str(name) in SHIPPED:
+        return SHIPPED[str(name)]
+    path = Path(name)
+    if not path.is_file():
+        raise DifflabError(f"--model {name}: neither 'teacher', 'student' nor a readable model file")
+    return path
 
 
 def save_digit_model(path, model: ConditionalUNet, schedule: NoiseSchedule, extra: dict | None = None):
@@ -44,8 +60,10 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], pa
 
 def load_digit_model(path=None, prefix: str = "") -> tuple[ConditionalUNet, NoiseSchedule, dict]:
     """Load (model in eval mode, schedule, meta) from a file written by save_digit_model or the trainer
-    (prefix 'ema.' picks the EMA weights out of a training checkpoint)."""
-    path = Path(path or DEFAULT_MODEL)
+    (prefix 'ema.' picks the EMA weights out of a training checkpoint). `path` may also be 'teacher' or
+    'student' (the shipped models). A distilled student gets `model.student`: what it was distilled for
+    (steps, spacing, guidance_range, guide), which `digits generate` enforces."""
+    path = model_path(path)
     tensors, meta = load_checkpoint(path)
     if meta.get("kind") not in (KIND, "difflab-digits-train"):
         raise DifflabError(f"{path}: not a difflab digit model (kind={meta.get('kind')!r})")
@@ -58,4 +76,8 @@ def load_digit_model(path=None, prefix: str = "") -> tuple[ConditionalUNet, Nois
     except (KeyError, TypeError) as e:
         raise DifflabError(f"{path}: checkpoint config is incomplete or from another version ({e})") from None
     load_state_strict(model, state, path)
+    if model.config.guidance_input:
+        if not isinstance(meta.get("student"), dict):
+            raise DifflabError(f"{path}: a guidance-input model without its 'student' metadata")
+        model.student = dict(meta["student"])
     return model.eval(), schedule, meta

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from difflab.data import DOMAINS
-from difflab.digits.generate import GenerateConfig, TimedModel, layout, make_sampler, sample_chunks
+from difflab.digits.generate import GenerateConfig, TimedModel, layout, make_sampler, resolve, sample_chunks
 from difflab.errors import DifflabError
 from difflab.io import to_uint8
 
@@ -93,7 +93,8 @@ def trajectories(model, schedule, cfg: GenerateConfig, digit: int, domains=DOMAI
     items = layout(cfg)  # generate always lays out both domains: positions depend on it
     where = {m: divmod(items.index((m, digit, 1)), cfg.batch_size) for m in domains}  # (chunk, row)
     wanted = {c for c, _ in where.values()}
-    sampler_ts = make_sampler(cfg, schedule).timesteps.tolist()
+    cfg = resolve(cfg, model)
+    sampler_ts = make_sampler(cfg, schedule, model).timesteps.tolist()
     chunk_len = {c: len(items[c * cfg.batch_size:(c + 1) * cfg.batch_size]) for c in wanted}
     net = _SkipOtherChunks(TimedModel(model, cfg.bf16), wanted, len(sampler_ts), chunk_len)
     steps: dict[int, list] = {c: [] for c in wanted}

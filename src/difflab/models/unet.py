@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+GUIDANCE_EMBED_SCALE = 100.0
+
 
 @dataclass
 class UNetConfig:
@@ -26,6 +28,9 @@ class UNetConfig:
     num_digits: int = 10
     num_domains: int = 2
     groups: int = 8
+    # Guidance-distilled students (Meng et al. 2023) take the CFG scale w as a fourth condition, so one
+    # forward pass gives what the teacher needs two for. False for the teacher: its weights are unchanged.
+    guidance_input: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,10 +90,11 @@ class Attention(nn.Module):
 
 
 class ConditionalUNet(nn.Module):
-    """eps = model(x_t, t, digit, domain).
+    """eps = model(x_t, t, digit, domain[, guidance]).
 
     x_t: (B, 3, 28, 28) float; t: (B,) long in [0, T); digit: (B,) long in [0, 10] (10 = null);
-    domain: (B,) long in [0, 2] (2 = null). Returns eps, shape of x_t.
+    domain: (B,) long in [0, 2] (2 = null); guidance: (B,) float CFG scale w, required exactly when
+    `config.guidance_input` (a distilled student). Returns eps, shape of x_t.
     """
 
     def __init__(self, config: UNetConfig | None = None):
@@ -99,6 +105,12 @@ class ConditionalUNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.digit_emb = nn.Embedding(cfg.num_digits + 1, emb_dim)
         self.domain_emb = nn.Embedding(cfg.num_domains + 1, emb_dim)
+        if cfg.guidance_input:
+            self.guidance_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+            # zero last layer: a student built from a teacher's weights starts as the teacher's
+            # conditional branch, whatever w it is given
+            nn.init.zeros_(self.guidance_mlp[-1].weight)
+            nn.init.zeros_(self.guidance_mlp[-1].bias)
         self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
 
         self.down = nn.ModuleList()
@@ -139,10 +151,18 @@ class ConditionalUNet(nn.Module):
             h = b(h, emb) if isinstance(b, ResBlock) else b(h)
         return h
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, digit: torch.Tensor, domain: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, digit: torch.Tensor, domain: torch.Tensor,
+                guidance: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(x.dtype))
         emb = emb + self.digit_emb(digit) + self.domain_emb(domain)
+        if self.config.guidance_input:
+            if guidance is None:
+                raise ValueError("this model is guidance-distilled: pass guidance (B,) float")
+            # w in ~[0, 10] scaled to the timestep range, so the sinusoids resolve steps of ~0.01
+            w_emb = timestep_embedding(guidance.float() * GUIDANCE_EMBED_SCALE, self.config.base_channels)
+            emb = emb + self.guidance_mlp(w_emb.to(x.dtype))
+        elif guidance is not None:
+            raise ValueError("this model takes no guidance input (it is not a guidance-distilled student)")
         h = self.conv_in(x)
         hs = [h]
         for blocks in self.down:

@@ -25,7 +25,7 @@ def _numbers(text: str, kind, flag: str) -> tuple:
 def _gen_config(args):
     from difflab.digits.generate import GenerateConfig
 
-    return GenerateConfig(per_digit=args.per_digit, guidance=getattr(args, "guidance_scale", 0.0),
+    return GenerateConfig(per_digit=args.per_digit, model=args.model, guidance=getattr(args, "guidance_scale", 0.0),
                           steps=args.steps, sampler=args.sampler, eta=args.eta, seed=args.seed,
                           batch_size=args.batch_size, bf16=not args.fp32)
 
@@ -87,10 +87,14 @@ def _report(args):
 
 
 def _add_gen(p, g, per_digit: int):
-    p.add_argument("--model", default=None, help="digit model .safetensors (default: the shipped one)")
+    from difflab.digits.generate import GENERATE_SAMPLERS
+
+    p.add_argument("--model", default="teacher", help="teacher, student or a digit model .safetensors "
+                   "(default: %(default)s)")
     p.add_argument("--per-digit", type=int, default=per_digit, help=f"images per digit and domain ({per_digit})")
     p.add_argument("--steps", type=int, default=g.steps)
-    p.add_argument("--sampler", choices=["ddim", "ddpm"], default=g.sampler)
+    p.add_argument("--sampler", choices=list(GENERATE_SAMPLERS), default=g.sampler,
+                   help="default: ddim (a student: the DDIM it was distilled for)")
     p.add_argument("--eta", type=float, default=g.eta)
     p.add_argument("--seed", type=int, default=g.seed)
     p.add_argument("--batch-size", type=int, default=g.batch_size, help="as used by `digits generate`")

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from difflab.ddim.config import ETA_GRID as DEFAULT_ETAS
-from difflab.digits.generate import GenerateConfig
+from difflab.digits.generate import TEACHER_STEPS, GenerateConfig
 from difflab.digits.reverse import DEFAULT_TIMESTEPS
 from difflab.digits.sweep import DEFAULT_SCALES
 from difflab.errors import DifflabError
@@ -23,7 +23,7 @@ class ReportConfig:
     # digits: grids, accuracy table, reverse process
     per_digit: int = 10
     guidance: float = GenerateConfig.guidance  # the report shows what `digits generate` makes by default
-    steps: int = GenerateConfig.steps
+    steps: int = TEACHER_STEPS  # the report shows the teacher (reverse process, sweep, DDIM figures)
     seed: int = 0
     # 20, not generate's 250: the reverse process replays the whole chunk holding its image, and 20-image
     # chunks cost it seconds instead of a minute; on 2 cores the grids take the same time (measured)
@@ -62,6 +62,6 @@ class ReportConfig:
             raise DifflabError(f"--etas must be values in [0, 1], got {list(self.etas)}")
 
     def generate_config(self, per_digit: int | None = None, guidance: float | None = None):
-        return GenerateConfig(per_digit=per_digit or self.per_digit,
+        return GenerateConfig(per_digit=per_digit or self.per_digit, model="teacher", sampler="ddim",
                               guidance=self.guidance if guidance is None else guidance, steps=self.steps,
                               seed=self.seed, batch_size=self.batch_size, bf16=self.bf16)

@@ -46,8 +46,8 @@ class Context:
         return str(Path(self.out) / rel)
 
     def model_flag(self, ddim: bool = False) -> list[str]:
-        if self.model_path is None:
-            return []
+        if self.model_path is None:  # the teacher: `digits generate` alone would use the student
+            return [] if ddim else ["--model", "teacher"]
         return ["--digits-model" if ddim else "--model", str(self.model_path)]
 
     @staticmethod

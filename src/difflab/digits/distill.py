@@ -1,0 +1,313 @@
+"""Distil the guided digit teacher into a few-step, guidance-conditioned student.
+
+Two ideas in one training run (both from the literature, combined because each halves the cost):
+- guided distillation (Meng et al. 2023, arXiv 2210.03142): the student takes the CFG scale w as an
+  input, so ONE forward pass replaces the teacher's two (conditional + unconditional);
+- step distillation on the teacher's own ODE trajectories: the student makes in one DDIM step the jump
+  the teacher makes in `teacher_steps // student_steps` DDIM steps (progressive distillation's target,
+  Salimans & Ho 2022, arXiv 2202.00512, taken over several teacher steps at once as in TRACT,
+  arXiv 2303.04248, rather than halving in rounds: one run, one curve).
+
+Phase 1 (`make_trajectories`) runs the teacher (DDIM, trailing spacing, CFG at a random w per sample)
+from pure noise and keeps x at the student's grid points: (N, K+1, 3, 28, 28), x_T first, x_0 last.
+Chunks are written one file at a time, so the phase resumes where it stopped.
+Phase 2 (`StudentTrainer`) regresses the eps that makes the student's DDIM step from x_{t_k} land exactly
+on the teacher's x_{t_{k+1}} (DDIM eq. 12 is linear in eps, so that eps is unique): the L_simple loss
+the teacher was trained with, on distilled targets. Resume is bit-identical (generator state saved).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from difflab.digits.model_io import load_digit_model, load_state_strict, save_digit_model
+from difflab.digits.train import _flatten_optimizer, _unflatten_optimizer
+from difflab.errors import DifflabError
+from difflab.io import load_checkpoint, save_checkpoint
+from difflab.models.unet import ConditionalUNet
+from difflab.sampling import DDIMSampler
+from difflab.schedule import NoiseSchedule, make_timesteps
+
+DISTILL_KIND = "difflab-digits-distill"
+
+
+@dataclass
+class DistillConfig:
+    out_dir: str = "runs/distill"
+    teacher: str | None = None  # None: the shipped teacher
+    student_steps: int = 4  # DDIM steps of the student (trailing spacing: 999, 749, 499, 249)
+    teacher_steps: int = 20  # teacher DDIM steps per trajectory (trailing); a multiple of student_steps
+    guidance_min: float = 1.0  # w drawn uniformly from [min, max] per trajectory
+    guidance_max: float = 5.0
+    guide: str = "digit"  # the teacher's CFG target, as in `digits generate --guide`
+    trajectories: int = 8000
+    traj_batch: int = 500
+    steps: int = 2000  # student optimisation steps
+    batch_size: int = 128
+    lr: float = 1e-4
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    ema_decay: float = 0.998
+    seed: int = 0
+    bf16: bool = True
+    ckpt_every: int = 200
+    log_every: int = 20
+
+    def __post_init__(self):
+        for name in ("student_steps", "teacher_steps", "trajectories", "traj_batch", "steps", "batch_size",
+                     "ckpt_every", "log_every"):
+            if not getattr(self, name) >= 1:
+                raise DifflabError(f"distill: {name} must be >= 1, got {getattr(self, name)}")
+        if self.teacher_steps % self.student_steps:
+            raise DifflabError(f"distill: teacher_steps {self.teacher_steps} is not a multiple of "
+                               f"student_steps {self.student_steps}")
+        for name in ("guidance_min", "guidance_max", "lr", "grad_clip", "ema_decay", "min_lr_ratio"):
+            if not math.isfinite(getattr(self, name)):
+                raise DifflabError(f"distill: {name} must be a finite number, got {getattr(self, name)}")
+        if not 0 <= self.guidance_min <= self.guidance_max:
+            raise DifflabError(f"distill: need 0 <= guidance_min <= guidance_max, got "
+                               f"{self.guidance_min}, {self.guidance_max}")
+        if not self.lr > 0 or not 0 <= self.ema_decay < 1 or self.warmup_steps < 0:
+            raise DifflabError("distill: need lr > 0, 0 <= ema_decay < 1, warmup_steps >= 0")
+        if self.guide not in ("digit", "both"):
+            raise DifflabError(f"distill: unknown guidance target {self.guide!r} (digit or both)")
+
+
+def student_timesteps(schedule: NoiseSchedule, steps: int) -> list[int]:
+    """The student's DDIM grid (trailing spacing: starts at T-1, where x_T ~ N(0, I) holds best)."""
+    return make_timesteps(schedule.num_train_timesteps, steps, "trailing").tolist()
+
+
+def student_sampler(schedule: NoiseSchedule, steps: int) -> DDIMSampler:
+    """The sampler a student was distilled for: deterministic DDIM, trailing, no x0 clipping (its targets
+    were derived through the unclipped update), final alpha 1 (the last step lands on x_0)."""
+    return DDIMSampler(schedule, steps=steps, spacing="trailing", clip_x0=None, final_alpha_one=True)
+
+
+def guided_eps(model, x, t: int, digits, domains, w: torch.Tensor, guide: str, bf16: bool) -> torch.Tensor:
+    """Teacher CFG with a per-row scale w (B,): eps_u + w (eps_c - eps_u), one batched pass of 2B rows."""
+    B = x.shape[0]
+    null_d = torch.full_like(digits, 10)
+    null_m = domains if guide == "digit" else torch.full_like(domains, 2)
+    tt = torch.full((2 * B,), t, dtype=torch.long)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        eps = model(torch.cat([x, x]), tt, torch.cat([digits, null_d]), torch.cat([domains, null_m])).float()
+    cond, uncond = eps[:B], eps[B:]
+    return uncond + w.view(-1, 1, 1, 1) * (cond - uncond)
+
+
+def make_trajectories(cfg: DistillConfig, teacher, schedule: NoiseSchedule, progress: bool = True) -> Path:
+    """Phase 1: write OUT/trajectories/chunk_NNNN.safetensors (skipping chunks already there).
+
+    Each chunk: x (n, K+1, 3, 28, 28) float32 at the student's grid points, digit (n,), domain (n,), w (n,).
+    """
+    folder = Path(cfg.out_dir) / "trajectories"
+    sampler = DDIMSampler(schedule, steps=cfg.teacher_steps, spacing="trailing", clip_x0=1.0)
+    every = cfg.teacher_steps // cfg.student_steps
+    grid = student_timesteps(schedule, cfg.student_steps)
+    if sampler.timesteps.tolist()[::every] != grid:
+        raise DifflabError(f"distill: teacher grid {sampler.timesteps.tolist()} does not contain the student's {grid}")
+    n_chunks = math.ceil(cfg.trajectories / cfg.traj_batch)
+    bar = tqdm(total=n_chunks, desc="teacher trajectories", disable=not progress, dynamic_ncols=True)
+    for c in range(n_chunks):
+        path = folder / f"chunk_{c:04d}.safetensors"
+        bar.update(1)
+        if path.exists():
+            continue
+        n = min(cfg.traj_batch, cfg.trajectories - c * cfg.traj_batch)
+        g = torch.Generator().manual_seed(cfg.seed * 100_003 + c)
+        digits = torch.randint(10, (n,), generator=g)
+        domains = torch.randint(2, (n,), generator=g)
+        w = cfg.guidance_min + (cfg.guidance_max - cfg.guidance_min) * torch.rand(n, generator=g)
+        x_T = torch.randn((n, 3, 28, 28), generator=g)
+        states = [x_T]
+        # after denoising ts[i], x sits at ts[i+1]: keep it where the student's grid has a point
+        ts = sampler.timesteps.tolist()
+        keep_at = {ts[i] for i in range(every - 1, cfg.teacher_steps, every)}
+
+        def keep(out, states=states, keep_at=keep_at):
+            if out.t in keep_at:
+                states.append(out.prev_sample)
+
+        with torch.inference_mode():
+            sampler.sample(lambda x, t, d=digits, m=domains, w=w: guided_eps(teacher, x, t, d, m, w, cfg.guide,
+                                                                                cfg.bf16), x_T, None, keep)
+        x = torch.stack(states, dim=1)
+        if not torch.isfinite(x).all():
+            raise DifflabError(f"distill: the teacher produced non-finite values in chunk {c}")
+        save_checkpoint(path, {"x": x, "digit": digits, "domain": domains, "w": w},
+                        {"kind": "difflab-distill-trajectories", "grid": grid})
+    bar.close()
+    return folder
+
+
+def load_trajectories(folder, grid: list[int]) -> dict[str, torch.Tensor]:
+    parts = [load_checkpoint(p) for p in sorted(Path(folder).glob("chunk_*.safetensors"))]
+    if not parts:
+        raise DifflabError(f"{folder}: no trajectory chunks")
+    for _, meta in parts:
+        if meta.get("grid") != grid:
+            raise DifflabError(f"{folder}: trajectories were made for grid {meta.get('grid')}, not {grid}")
+    return {k: torch.cat([t[k] for t, _ in parts]) for k in ("x", "digit", "domain", "w")}
+
+
+def ddim_coefficients(schedule: NoiseSchedule, grid: list[int]) -> torch.Tensor:
+    """(K, 2) float64 (c_x, c_eps) with x_next = c_x x_t + c_eps eps for each student step (DDIM eq. 12,
+    eta 0): c_x = sqrt(a_next / a_t), c_eps = sqrt(1 - a_next) - sqrt(a_next (1 - a_t) / a_t)."""
+    a = schedule.alphas_cumprod.double()
+    rows = []
+    for k, t in enumerate(grid):
+        a_t = a[t]
+        a_n = a[grid[k + 1]] if k + 1 < len(grid) else torch.tensor(1.0, dtype=torch.float64)
+        rows.append(((a_n / a_t).sqrt(), (1 - a_n).sqrt() - (a_n * (1 - a_t) / a_t).sqrt()))
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def make_student(teacher: ConditionalUNet) -> ConditionalUNet:
+    """A guidance-input copy of the teacher: same weights, plus a zero-initialised w embedding."""
+    cfg = type(teacher.config).from_dict({**teacher.config.to_dict(), "guidance_input": True})
+    student = ConditionalUNet(cfg)
+    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("guidance_mlp.") for k in missing):
+        raise DifflabError("distill: teacher weights do not fit the student")
+    return student
+
+
+class StudentTrainer:
+    """Phase 2: the student regresses the teacher's multi-step DDIM jumps (see module docstring)."""
+
+    def __init__(self, cfg: DistillConfig, teacher: ConditionalUNet, schedule: NoiseSchedule, data: dict):
+        self.cfg, self.schedule, self.data = cfg, schedule, data
+        self.grid = student_timesteps(schedule, cfg.student_steps)
+        self.coef = ddim_coefficients(schedule, self.grid).float()
+        torch.manual_seed(cfg.seed)
+        self.model = make_student(teacher).train()
+        self.ema = make_student(teacher).eval().requires_grad_(False)
+        self.ema.load_state_dict(self.model.state_dict())
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + 7)
+        self.step = 0
+        self.ckpt_path = Path(cfg.out_dir) / "checkpoint.safetensors"
+
+    def lr_at(self, step: int) -> float:
+        c = self.cfg
+        if step < c.warmup_steps:
+            return c.lr * (step + 1) / c.warmup_steps
+        p = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
+        return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+    def batch(self):
+        """Random (trajectory, student step k) pairs -> x_t, t, labels, w, eps target (each (B, ...))."""
+        x, K = self.data["x"], len(self.grid)
+        i = torch.randint(len(x), (self.cfg.batch_size,), generator=self.gen)
+        k = torch.randint(K, (self.cfg.batch_size,), generator=self.gen)
+        x_t, x_next = x[i, k], x[i, k + 1]
+        c_x, c_eps = self.coef[k, 0].view(-1, 1, 1, 1), self.coef[k, 1].view(-1, 1, 1, 1)
+        target = (x_next - c_x * x_t) / c_eps  # the eps whose DDIM step lands on the teacher's x_next
+        t = torch.tensor(self.grid)[k]
+        return x_t, t, self.data["digit"][i], self.data["domain"][i], self.data["w"][i], target
+
+    def train_step(self) -> float:
+        x_t, t, digit, domain, w, target = self.batch()
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            pred = self.model(x_t, t, digit, domain, w)
+        loss = F.mse_loss(pred.float(), target)
+        if not torch.isfinite(loss):
+            raise DifflabError(f"distill: non-finite loss at step {self.step}; nothing saved")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        with torch.no_grad():
+            d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+            for pe, p in zip(self.ema.parameters(), self.model.parameters()):
+                pe.lerp_(p, 1 - d)
+        self.step += 1
+        return loss.item()
+
+    def save(self) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        opt, groups = _flatten_optimizer(self.opt)
+        tensors.update(opt)
+        tensors["rng"] = self.gen.get_state()
+        save_checkpoint(self.ckpt_path, tensors, {"kind": DISTILL_KIND, "step": self.step, "distill": asdict(self.cfg),
+                                                  "param_groups": groups})
+
+    def resume(self) -> None:
+        tensors, meta = load_checkpoint(self.ckpt_path)
+        if meta.get("kind") != DISTILL_KIND:
+            raise DifflabError(f"{self.ckpt_path}: not a distillation checkpoint")
+        old = meta.get("distill", {})
+        for key in ("student_steps", "teacher_steps", "batch_size", "lr", "seed", "guidance_min", "guidance_max"):
+            if old.get(key) != getattr(self.cfg, key):
+                raise DifflabError(f"{self.ckpt_path}: resume with {key}={getattr(self.cfg, key)} but the run "
+                                   f"used {old.get(key)}")
+        load_state_strict(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
+                          self.ckpt_path)
+        load_state_strict(self.ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, self.ckpt_path)
+        self.opt.load_state_dict(_unflatten_optimizer(tensors, meta["param_groups"]))
+        self.gen.set_state(tensors["rng"])
+        self.step = int(meta["step"])
+
+    def fit(self, progress: bool = True, log=None) -> None:
+        bar = tqdm(total=self.cfg.steps, initial=self.step, desc="distil", disable=not progress,
+                   dynamic_ncols=True)
+        avg = None
+        while self.step < self.cfg.steps:
+            loss = self.train_step()
+            avg = loss if avg is None else 0.95 * avg + 0.05 * loss
+            bar.update(1)
+            if self.step % self.cfg.log_every == 0:
+                bar.set_postfix(loss=f"{avg:.5f}")
+                if log is not None:
+                    log(f"step {self.step} loss {avg:.5f}")
+            if self.step % self.cfg.ckpt_every == 0 or self.step == self.cfg.steps:
+                self.save()
+        bar.close()
+
+
+@dataclass
+class DistillResult:
+    student_path: Path
+    wall_s: dict = field(default_factory=dict)
+
+
+def distill(cfg: DistillConfig, progress: bool = True, log=print) -> DistillResult:
+    """Both phases, resumable: re-running the same command continues where it stopped.
+
+    Writes OUT/trajectories/, OUT/checkpoint.safetensors and OUT/student.safetensors (the EMA student as a
+    digit model whose metadata names its sampler: steps, spacing, guidance range, teacher).
+    """
+    out = Path(cfg.out_dir)
+    teacher, schedule, tmeta = load_digit_model(cfg.teacher)
+    if teacher.config.guidance_input:
+        raise DifflabError(f"{cfg.teacher}: is already a distilled student, not a teacher")
+    wall = {}
+    t0 = time.time()
+    folder = make_trajectories(cfg, teacher, schedule, progress)
+    wall["trajectories_s"] = time.time() - t0
+    grid = student_timesteps(schedule, cfg.student_steps)
+    trainer = StudentTrainer(cfg, teacher, schedule, load_trajectories(folder, grid))
+    if trainer.ckpt_path.exists():
+        trainer.resume()
+        log(f"resumed from {trainer.ckpt_path} at step {trainer.step}")
+    t1 = time.time()
+    trainer.fit(progress, log)
+    wall["student_s"] = time.time() - t1
+    student = {"steps": cfg.student_steps, "spacing": "trailing", "guidance_range": [cfg.guidance_min,
+               cfg.guidance_max], "guide": cfg.guide, "teacher": str(cfg.teacher or "shipped"),
+               "teacher_step": tmeta.get("step")}
+    path = out / "student.safetensors"
+    save_digit_model(path, trainer.ema, schedule, {"student": student, "distill": asdict(cfg), "step": trainer.step})
+    return DistillResult(path, wall)

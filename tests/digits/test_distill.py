@@ -1,0 +1,192 @@
+"""The guidance-input student and its distillation (tiny models; the real run is scripts/distill_release.sh)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from difflab.digits.distill import (
+    DistillConfig,
+    StudentTrainer,
+    ddim_coefficients,
+    distill,
+    load_trajectories,
+    make_student,
+    student_sampler,
+    student_timesteps,
+)
+from difflab.digits.generate import GenerateConfig, generate, resolve, sample_chunks
+from difflab.digits.model_io import DEFAULT_MODEL, STUDENT_MODEL, load_digit_model, model_path, save_digit_model
+from difflab.errors import DifflabError
+from difflab.schedule import NoiseSchedule
+
+TINY_RUN = dict(student_steps=2, teacher_steps=4, trajectories=12, traj_batch=8, steps=4, batch_size=6,
+                ckpt_every=2, warmup_steps=1)
+
+
+@pytest.fixture
+def teacher_file(tmp_path, tiny_unet):
+    path = tmp_path / "teacher.safetensors"
+    save_digit_model(path, tiny_unet, NoiseSchedule())
+    return path
+
+
+@pytest.fixture
+def distilled(tmp_path, teacher_file):
+    cfg = DistillConfig(out_dir=str(tmp_path / "run"), teacher=str(teacher_file), **TINY_RUN)
+    return cfg, distill(cfg, progress=False, log=lambda s: None)
+
+
+def test_student_starts_as_the_teachers_conditional_branch(tiny_unet):
+    student = make_student(tiny_unet).eval()
+    x, t = torch.randn(4, 3, 28, 28), torch.tensor([999, 500, 20, 0])
+    d, m = torch.tensor([1, 2, 3, 4]), torch.tensor([0, 1, 0, 1])
+    with torch.no_grad():
+        ref = tiny_unet(x, t, d, m)
+        for w in (1.0, 3.0, 5.0):
+            assert torch.equal(student(x, t, d, m, torch.full((4,), w)), ref)
+    with pytest.raises(ValueError, match="guidance"):
+        student(x, t, d, m)
+    with pytest.raises(ValueError, match="no guidance input"):
+        tiny_unet(x, t, d, m, torch.ones(4))
+
+
+def test_distilled_target_lands_on_the_teachers_state(distilled):
+    cfg, result = distilled
+    schedule = NoiseSchedule()
+    grid = student_timesteps(schedule, cfg.student_steps)
+    assert grid == [999, 499]
+    data = load_trajectories(f"{cfg.out_dir}/trajectories", grid)
+    assert data["x"].shape == (12, 3, 3, 28, 28) and data["w"].min() >= 1 and data["w"].max() <= 5
+    assert data["x"][:, -1].abs().max() <= 1  # the teacher's last DDIM step clips x0
+    coef = ddim_coefficients(schedule, grid).float()
+    sampler = student_sampler(schedule, cfg.student_steps)
+    for k, t in enumerate(grid):
+        x_t, x_next = data["x"][:, k], data["x"][:, k + 1]
+        eps = (x_next - coef[k, 0] * x_t) / coef[k, 1]
+        assert torch.allclose(sampler.step(eps, t, x_t).prev_sample, x_next, atol=2e-5)
+
+
+def test_trajectories_match_the_teachers_ddim_run(distilled, tiny_unet):
+    """Chunk 0's states are the teacher's own trailing DDIM run at those timesteps (same noise, same w)."""
+    from difflab.digits.distill import guided_eps
+    from difflab.sampling import DDIMSampler
+
+    cfg, _ = distilled
+    data = load_trajectories(f"{cfg.out_dir}/trajectories", [999, 499])
+    n = cfg.traj_batch
+    x_T, w = data["x"][:n, 0], data["w"][:n]
+    d, m = data["digit"][:n], data["domain"][:n]
+    sampler = DDIMSampler(NoiseSchedule(), steps=4, spacing="trailing", clip_x0=1.0)
+    with torch.inference_mode():
+        x0 = sampler.sample(lambda x, t: guided_eps(tiny_unet, x, t, d, m, w, "digit", True), x_T)
+    assert torch.equal(x0, data["x"][:n, -1])
+
+
+def test_resume_is_bit_identical(tmp_path, distilled, tiny_unet):
+    cfg, _ = distilled
+    data = load_trajectories(f"{cfg.out_dir}/trajectories", [999, 499])
+    straight = StudentTrainer(cfg, tiny_unet, NoiseSchedule(), data)
+    straight.fit(progress=False)
+    cfg2 = DistillConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "again")})
+    first = StudentTrainer(cfg2, tiny_unet, NoiseSchedule(), data)
+    first.train_step()
+    first.train_step()
+    first.save()  # "killed" after step 2
+    second = StudentTrainer(cfg2, tiny_unet, NoiseSchedule(), data)
+    second.resume()
+    assert second.step == 2
+    second.fit(progress=False)
+    for a, b in zip(straight.ema.state_dict().values(), second.ema.state_dict().values()):
+        assert torch.equal(a, b)
+    bad = DistillConfig(**{**cfg2.__dict__, "lr": 1e-3})
+    with pytest.raises(DifflabError, match="lr"):
+        StudentTrainer(bad, tiny_unet, NoiseSchedule(), data).resume()
+
+
+def test_student_file_loads_and_generates_in_one_pass_per_step(tmp_path, distilled):
+    _, result = distilled
+    student, schedule, meta = load_digit_model(result.student_path)
+    assert student.config.guidance_input and student.student["steps"] == 2
+    assert meta["student"]["guidance_range"] == [1.0, 5.0]
+    calls = []
+
+    class Count(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.model = m
+
+        def forward(self, x, *args):
+            calls.append(x.shape[0])
+            return self.model(x, *args)
+
+    cfg = GenerateConfig(per_digit=1, batch_size=20, bf16=False)
+    chunks = list(sample_chunks(Count(student), schedule, cfg, progress=False))
+    assert calls == [20, 20] and len(chunks) == 1  # two steps, one B-row pass each: no doubled CFG batch
+    generate(tmp_path / "out", student, schedule, cfg, progress=False)
+    img = np.asarray(Image.open(tmp_path / "out" / "svhn" / "7_001.png"))
+    assert img.shape == (28, 28, 3)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(steps=3), "supports --steps 2 only"),
+    (dict(sampler="dpmpp-2m"), "deterministic DDIM"),
+    (dict(eta=0.5), "deterministic DDIM"),
+    (dict(guidance=7.0), r"guidance in \[1, 5\]"),
+    (dict(guidance_interval=(100, 500)), "applies to the teacher"),
+    (dict(guide="both"), "distilled with --guide digit"),
+])
+def test_student_refuses_what_it_was_not_distilled_for(distilled, change, message):
+    _, result = distilled
+    student, _, _ = load_digit_model(result.student_path)
+    with pytest.raises(DifflabError, match=message):
+        resolve(GenerateConfig(**change), student)
+
+
+def test_teacher_defaults_resolve_to_todays_sampler(tiny_unet):
+    cfg = resolve(GenerateConfig(model="teacher"), tiny_unet)
+    assert (cfg.steps, cfg.sampler, cfg.guidance) == (20, "ddim", 3.0)
+
+
+@pytest.mark.parametrize("bad", [dict(guidance=float("nan")), dict(guidance=float("inf")), dict(guidance=-1.0),
+                                 dict(steps=0), dict(steps=-5), dict(per_digit=0), dict(eta=float("nan")),
+                                 dict(sampler="euler"), dict(batch_size=0)])
+def test_generate_config_refuses_bad_numbers(bad, tiny_unet):
+    with pytest.raises(DifflabError):
+        resolve(GenerateConfig(**bad), tiny_unet)
+
+
+def test_starting_noise_streams_chunk_by_chunk_as_one_draw(tiny_unet):
+    seen = []
+
+    class FirstInputs(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x, t, *args):
+            if self.calls % 2 == 0:  # the first of each chunk's two steps sees x_T (twice: the CFG batch)
+                seen.append(x[: x.shape[0] // 2].clone())
+            self.calls += 1
+            return torch.zeros_like(x)
+
+    cfg = GenerateConfig(model="teacher", per_digit=3, steps=2, batch_size=7, sampler="ddim")
+    sampler_cfg = resolve(cfg, tiny_unet)
+    list(sample_chunks(FirstInputs(), NoiseSchedule(), sampler_cfg, progress=False))
+    one_shot = torch.randn((60, 3, 28, 28), generator=torch.Generator().manual_seed(0))
+    streamed = torch.cat(seen)
+    assert torch.equal(streamed, one_shot)
+
+
+def test_model_names(tmp_path):
+    assert model_path("teacher") == DEFAULT_MODEL and model_path("student") == STUDENT_MODEL
+    assert model_path(None) == DEFAULT_MODEL
+    with pytest.raises(DifflabError, match="neither 'teacher', 'student' nor a readable model file"):
+        model_path(tmp_path / "nope.safetensors")
+
+
+def test_distill_config_validation():
+    with pytest.raises(DifflabError, match="multiple"):
+        DistillConfig(student_steps=3, teacher_steps=20)
+    with pytest.raises(DifflabError, match="finite"):
+        DistillConfig(lr=float("nan"))
+    with pytest.raises(DifflabError, match="guidance_min"):
+        DistillConfig(guidance_min=6.0)
