@@ -84,6 +84,9 @@ def _memory_message(exc: BaseException) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    from difflab import runtime
+
+    runtime.tune_allocator()  # before torch allocates anything: glibc's mmap churn costs up to 2x on CPU
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
