@@ -8,7 +8,7 @@ export MALLOC_MMAP_THRESHOLD_ := 33554432
 export MALLOC_TRIM_THRESHOLD_ := 4294967296
 export MALLOC_TOP_PAD_ := 1073741824
 
-.PHONY: demo test venv lint bench clean
+.PHONY: demo test fuzz venv lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(STAMP)
 	bash scripts/ensure_chromium.sh
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest tests --durations=10
+
+# the reader fuzz targets of tests/fuzz with many random examples (about 10 minutes; FUZZ_EXAMPLES=N to
+# change); `make test` runs the same targets with a few fixed examples
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/fuzz --hypothesis-show-statistics --durations=0
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -60,3 +60,18 @@ def test_svhn_mat_with_wrong_types(tmp_path):
 def test_real_data_root_round_trip(tmp_path):
     _split(tmp_path, b"image_name,label\na.png,7\n")
     assert load_domain("mnistm", "train", root=tmp_path).labels.tolist() == [7]
+
+
+def test_svhn_mat_that_crashes_scipys_parser_is_one_line(tmp_path):
+    """Found by tests/fuzz: one byte (the data type of y's last element, 2 -> 22) makes scipy's compiled
+    .mat reader segfault, which used to kill difflab without a word; the parse now runs in a child."""
+    from scipy.io import savemat
+
+    savemat(tmp_path / "t.mat", {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[10], [3]], np.uint8)})
+    raw = bytearray((tmp_path / "t.mat").read_bytes())
+    assert raw[-8] == 2
+    raw[-8] = 22
+    (tmp_path / "t.mat").write_bytes(bytes(raw))
+    with pytest.raises(DifflabError, match="t.mat: not a readable SVHN .mat file") as e:
+        read_svhn_mat(tmp_path / "t.mat")
+    assert "\n" not in str(e.value)

@@ -134,7 +134,7 @@ def test_integer_nan_and_pickled_code_embeddings_are_refused(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"<a>": torch.ones(1, 4, dtype=torch.int64)}, str(tmp_path / "int.safetensors"))
-    with pytest.raises(DifflabError, match=r"int.safetensors\[<a>\]: embedding has dtype int64, expected float"):
+    with pytest.raises(DifflabError, match=r"int.safetensors\['<a>'\]: embedding has dtype int64, expected float"):
         E.read_embeds(tmp_path / "int.safetensors")
     save_file({"<a>": torch.tensor([[0.0, float("nan")]])}, str(tmp_path / "nan.safetensors"))
     with pytest.raises(DifflabError, match="embedding holds NaN/inf"):

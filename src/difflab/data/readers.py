@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -76,18 +79,43 @@ def read_csv_split(domain_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
+# Runs in a child process: scipy's .mat parser (compiled code) can crash with a segmentation fault on a
+# corrupt file (found by tests/fuzz), which would kill difflab without a word. X and y come back as .npy.
+_LOADMAT_CHILD = """
+import sys
+import numpy as np
+from scipy.io import loadmat
+try:
+    mat = loadmat(sys.argv[1], variable_names=["X", "y"])
+    for key in ("X", "y"):
+        np.save(f"{sys.argv[2]}/{key}.npy", mat[key], allow_pickle=False)
+except Exception as e:
+    sys.exit(" ".join(f"{type(e).__name__}: {e}".split())[:300])
+"""
+
+
+def _loadmat_isolated(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) of a .mat file, parsed in a child process; every failure (a crash too) is one line."""
+    with tempfile.TemporaryDirectory(prefix="difflab-mat-") as tmp:
+        r = subprocess.run([sys.executable, "-c", _LOADMAT_CHILD, str(path), tmp], capture_output=True, text=True)
+        if r.returncode < 0:
+            raise DifflabError(f"{path}: not a readable SVHN .mat file (the parser crashed with signal "
+                               f"{-r.returncode}: the file is corrupt)")
+        if r.returncode:
+            reason = (r.stderr.strip().splitlines() or ["unknown error"])[-1]
+            raise DifflabError(f"{path}: not a readable SVHN .mat file ({reason})")
+        try:  # allow_pickle=False: object arrays (cells, structs) are not pixels or labels
+            return np.load(f"{tmp}/X.npy", allow_pickle=False), np.load(f"{tmp}/y.npy", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DifflabError(f"{path}: not a readable SVHN .mat file ({e})") from None
+
+
 def read_svhn_mat(path) -> tuple[np.ndarray, np.ndarray]:
     """Read SVHN's *_32x32.mat -> images (N, 28, 28, 3) uint8 (resized from 32x32), labels (N,) 0-9."""
-    from scipy.io import loadmat
-
     path = Path(path)
     if not path.is_file():
         raise DifflabError(f"{path}: SVHN .mat file not found")
-    try:
-        mat = loadmat(str(path))
-        X, y = mat["X"], mat["y"]
-    except Exception as e:  # scipy raises many types for a bad file
-        raise DifflabError(f"{path}: not a readable SVHN .mat file ({type(e).__name__}: {e})") from None
+    X, y = _loadmat_isolated(path)
     if not isinstance(y, np.ndarray) or y.dtype.kind not in "iuf" or y.size == 0:
         raise DifflabError(f"{path}: y must be a non-empty array of integer labels")
     if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):  # NaN fails this too

@@ -62,14 +62,14 @@ def read_embeds(path) -> dict[str, torch.Tensor]:
         return {str(data.get("name") or path.stem): _as_matrix(params["*"], str(path))}
     if set(data) == {"emb_params"}:  # A1111 .safetensors
         return {path.stem: _as_matrix(data["emb_params"], str(path))}
-    return {str(k): _as_matrix(v, f"{path}[{k}]") for k, v in data.items()}
+    return {str(k): _as_matrix(v, f"{path}[{str(k)!r}]") for k, v in data.items()}
 
 
 def save_embeds(path, embeds: dict[str, torch.Tensor], meta: dict | None = None) -> Path:
     """Write `{token: Tensor[N, dim]}` as diffusers' `learned_embeds.safetensors` (atomically)."""
     from safetensors.torch import save_file
 
-    tensors = {t: _as_matrix(v, f"{path}[{t}]").contiguous() for t, v in embeds.items()}
+    tensors = {t: _as_matrix(v, f"{path}[{t!r}]").contiguous() for t, v in embeds.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"difflab": json.dumps(meta or {})})
     return Path(path)
