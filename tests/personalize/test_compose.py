@@ -92,3 +92,17 @@ def test_bad_regions(two_concepts, tmp_path):
         _compose(two_concepts, [Region("<new3>", "left")])
     with pytest.raises(DifflabError, match="base-weight"):
         _compose(two_concepts, [Region("<new1>", "left")], base_weight=2.0)
+
+
+@pytest.mark.parametrize("flag, value", [("guidance", float("nan")), ("guidance", float("inf")), ("feather", -1.0)])
+def test_compose_refuses_non_finite_numbers_before_loading(tmp_path, flag, value):
+    import argparse
+
+    from difflab.personalize.compose_cli import run_compose
+
+    args = argparse.Namespace(num=1, steps=1, guidance=7.5, feather=1.0, region=[], model="not-loaded",
+                              out=str(tmp_path / "out"))
+    setattr(args, flag, value)
+    with pytest.raises(DifflabError, match=f"--{flag} must be a finite number"):
+        run_compose(args)
+    assert not (tmp_path / "out").exists()

@@ -118,3 +118,11 @@ def test_config_refuses_impossible_numbers(field, value, message):
 
     with pytest.raises(DifflabError, match=message):
         TrainConfig(**{field: value}).check()
+
+
+def test_non_finite_loss_stops_before_saving(tmp_path, tiny_sd_dir, photos_dir, monkeypatch):
+    monkeypatch.setattr(EmbeddingTrainer, "train_step", lambda self: float("nan"))
+    with pytest.raises(DifflabError, match="loss became nan"):
+        train(tiny_sd_dir, photos_dir, tmp_path / "out", small_config(steps=4), device="cpu", progress=False)
+    assert not (tmp_path / "out" / "learned_embeds.safetensors").exists()
+    assert not (tmp_path / "out" / "checkpoint.safetensors").exists()
