@@ -28,8 +28,16 @@ JOB_CLIS = ("difflab.digits.cli", "difflab.ddim.cli", "difflab.clip.cli", "diffl
 ALLOC_FAILED = re.compile(r"can't allocate memory: you tried to allocate (\d+) bytes|not enough memory")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): bad flags read like every other difflab error.
+    Subcommand parsers are built with the same class (add_subparsers uses type(parent))."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="difflab", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="difflab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in JOB_CLIS:
         try:
