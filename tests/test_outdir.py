@@ -154,3 +154,14 @@ def test_prepare_output_dir_refusals(tmp_path):
     with pytest.raises(DifflabError, match="not empty"):
         prepare_output_dir(tmp_path / "full", overwrite=False)
     assert list(prepare_output_dir(tmp_path / "full", overwrite=True).iterdir()) == []
+
+
+def test_symlinked_output_is_replaced_without_touching_its_target(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "keep.txt").write_text("theirs")
+    (tmp_path / "out").symlink_to(tmp_path / "real")
+    with staged_output_dir(tmp_path / "out", overwrite=True) as stage:
+        (stage / "new.txt").write_text("ours")
+    assert not (tmp_path / "out").is_symlink() and (tmp_path / "out" / "new.txt").is_file()
+    assert (tmp_path / "real" / "keep.txt").read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "real"]

@@ -133,16 +133,26 @@ def _remove_stale(out: Path) -> None:
         if m.re is old and not out.exists():
             os.replace(p, out)  # killed between moving OUT aside and moving the new one in
         else:
-            shutil.rmtree(p, ignore_errors=True)
+            _remove(p)
+
+
+def _remove(p: Path) -> None:
+    """Remove a folder, or only the link when OUT was a symlink (rmtree refuses links; the folder it
+    points to is not ours to delete)."""
+    if p.is_symlink():
+        p.unlink()
+    else:
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def _swap_in(stage: Path, out: Path) -> None:
-    if out.exists():
+    if out.exists() or out.is_symlink():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
+        if old.exists() or old.is_symlink():
+            _remove(old)
         os.replace(out, old)
         os.replace(stage, out)
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     else:
         os.replace(stage, out)
 
