@@ -41,6 +41,21 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_student(tmp_path_factory, tiny_model):
+    """Path of a tiny guidance-input student made from the tiny model, with the metadata of a 4-step student."""
+    from difflab.digits.distill import make_student
+    from difflab.digits.model_io import save_digit_model
+
+    _, teacher, schedule = tiny_model
+    torch.manual_seed(1)
+    student = randomise(make_student(teacher), seed=1)  # its w embedding starts at zero: give it weights
+    path = tmp_path_factory.mktemp("student") / "tiny_student.safetensors"
+    save_digit_model(path, student, schedule, {"student": {"steps": 4, "spacing": "trailing",
+                                                           "guidance_range": [1.0, 5.0], "guide": "digit"}})
+    return path
+
+
+@pytest.fixture(scope="session")
 def classifiers(tmp_path_factory):
     """{domain: path} of random (untrained) classifiers in the shipped format."""
     from difflab.digits.classify import KIND
@@ -111,7 +126,7 @@ def make_ti_folder(root, scores: bool = True):
 
 
 @pytest.fixture(scope="session")
-def report_run(tmp_path_factory, tiny_model, classifiers, data_root, zeroshot_inputs):
+def report_run(tmp_path_factory, tiny_model, tiny_student, classifiers, data_root, zeroshot_inputs):
     """One small report with every section: (out_dir, info, config, kwargs)."""
     from difflab.report.run import run_report
 
@@ -119,6 +134,7 @@ def report_run(tmp_path_factory, tiny_model, classifiers, data_root, zeroshot_in
     clip, images, labels = zeroshot_inputs
     out = tmp_path_factory.mktemp("report") / "out"
     kwargs = dict(model_path=tiny_model[0], classifiers=classifiers, data_root=data_root, clip=clip,
-                  zeroshot=images, labels=labels, ti=make_ti_folder(tmp_path_factory.mktemp("ti")))
+                  zeroshot=images, labels=labels, ti=make_ti_folder(tmp_path_factory.mktemp("ti")),
+                  student_path=tiny_student)  # not the shipped one: the page must not depend on whether it exists
     info = run_report(out, cfg, progress=False, **kwargs)
     return out, info, cfg, kwargs

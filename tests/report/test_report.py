@@ -18,7 +18,8 @@ from difflab.report.run import report_command
 from .conftest import TINY_CFG, make_ti_folder
 
 FIGURES = ["digits/mnistm_grid.png", "digits/svhn_grid.png", "reverse.png", "sweep/sweep.png", "sweep/strip.png",
-           "ddim/eta_grid/eta_grid.png", "ddim/interpolation/interpolation.png", "ddim/interpolation/norms.png",
+           "fewstep/fewstep.png", "fewstep/student/svhn_grid.png", "ddim/eta_grid/eta_grid.png",
+           "ddim/interpolation/interpolation.png", "ddim/interpolation/norms.png",
            "ddim/inversion.png", "clip/cases.png", "ti/dog.png"]
 
 
@@ -38,14 +39,16 @@ def test_page_figures_captions_and_links(report_run):
     for f in figures:  # each says what it shows and how to get it again
         caption = re.search(r"<figcaption>(.*?)</figcaption>", f, re.S).group(1)
         assert len(caption) > 150 and "difflab " in caption, caption
-    for anchor in ("digits", "reverse", "sweep", "eta", "interpolation", "inversion", "zeroshot", "ti", "run"):
+    for anchor in ("digits", "reverse", "sweep", "fewstep", "eta", "interpolation", "inversion", "zeroshot", "ti",
+                   "run"):
         assert f'<section id="{anchor}">' in page
     assert "https://" not in page and "http://" not in page and "<script" not in page
     assert "pixel-identical" in page and "DIFFERENT" not in page
     data = json.loads((out / "report.json").read_text())
     assert data["numbers"]["reverse"]["identical_to_generated"] == {"mnistm": True, "svhn": True}
-    assert set(data["sections"]) == {"digits", "reverse", "sweep", "eta", "interpolation", "inversion",
+    assert set(data["sections"]) == {"digits", "reverse", "sweep", "fewstep", "eta", "interpolation", "inversion",
                                      "zeroshot", "ti"}
+    assert [r["nfe_per_image"] for r in data["numbers"]["fewstep"]["candidates"]][::3] == [40, 4]
     assert data["total_s"] >= sum(data["sections"].values()) and data["machine"]["cores"] >= 1
     assert len(data["numbers"]["sweep"]) == len(cfg.sweep_scales)
     assert "80.50" in page and "PASS" in page and "FAIL" in page  # the textual-inversion scores table
@@ -86,7 +89,8 @@ def test_caption_commands_regenerate_the_files(report_run, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     for prefix, files in COMMANDS.items():
-        found = {c for c in commands if c.startswith(prefix + " ")}
+        # the few-step section's own generate commands are run by tests/report/test_fewstep.py
+        found = {c for c in commands if c.startswith(prefix + " ") and str(out / "fewstep") not in c}
         assert len(found) == 1, (prefix, found)
         argv = shlex.split(found.pop().replace(str(out), str(copy)))
         assert main(argv[1:]) == 0, argv
@@ -112,6 +116,7 @@ def test_report_command_round_trips(report_run):
     assert argv[:3] == ["difflab", "report", str(out)] and "--overwrite" in argv
     args = build_parser().parse_args(argv[1:])
     assert config_from_args(args) == cfg
+    assert args.student == str(kw["student_path"])
     assert args.model == str(kw["model_path"]) and args.ti == str(kw["ti"]) and args.data_root == str(kw["data_root"])
     assert config_from_args(build_parser().parse_args(shlex.split(report_command(out, cfg))[1:])) == cfg
     assert report_command(out, ReportConfig()) == f"difflab report {out} --overwrite"  # defaults are implied

@@ -81,7 +81,8 @@ def _report(args):
 
     cfg = config_from_args(args)
     info = run_report(args.out_dir, cfg, args.model, {"mnistm": args.mnistm_classifier, "svhn": args.svhn_classifier},
-                      args.data_root, args.clip, args.zeroshot, args.labels, args.ti, overwrite=args.overwrite)
+                      args.data_root, args.clip, args.zeroshot, args.labels, args.ti, overwrite=args.overwrite,
+                      student_path=args.student)
     print(f"report: {args.out_dir}/index.html ({info['total_s']:.0f} s: "
           + ", ".join(f"{k} {s:.0f} s" for k, s in info["sections"].items()) + ")")
 
@@ -143,7 +144,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=_sweep)
 
     p = sub.add_parser("report", help="run the experiments and write OUT_DIR/index.html",
-                       description="Digits grids and accuracy, reverse process, guidance sweep, DDIM eta grid, "
+                       description="Digits grids and accuracy, reverse process, guidance sweep, few-step "
+                                   "sampling (teacher solvers and the distilled student), DDIM eta grid, "
                                    "slerp vs lerp and inversion on the digit model; optionally CLIP zero-shot "
                                    "and textual-inversion results. One self-contained HTML page.")
     p.add_argument("out_dir", metavar="OUT_DIR")
@@ -156,6 +158,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         else:
             p.add_argument(flag, type=type(default), default=default, help="default %(default)s")
     p.add_argument("--model", default=None, help="digit model .safetensors (default: the shipped one)")
+    p.add_argument("--student", default="student", help="distilled student for the few-step section: 'student' "
+                   "(the shipped one) or a .safetensors; if the file is missing the section shows the teacher only")
     _classifier_args(p)
     p.add_argument("--clip", default=None, metavar="CLIP_DIR", help="CLIP model folder, for the zero-shot section")
     p.add_argument("--zeroshot", default=None, metavar="IMAGES", help="labelled images for zero-shot (with --clip)")

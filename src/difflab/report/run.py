@@ -40,6 +40,7 @@ class Context:
     ti_dir: str | None = None
     progress: bool = True
     report_command: str = ""  # the `difflab report` command of this run
+    student_path: str | None = None  # 'student' (the shipped one) or a path; None or a missing file: no student
     numbers: dict = field(default_factory=dict)
 
     def path(self, rel: str) -> str:
@@ -56,7 +57,7 @@ class Context:
 
 
 def report_command(out, cfg: ReportConfig, model_path=None, classifiers=None, data_root=None, clip=None,
-                   zeroshot=None, labels=None, ti=None) -> str:
+                   zeroshot=None, labels=None, ti=None, student_path="student") -> str:
     """The `difflab report` command line that reproduces a run with these settings."""
     args = ["report", str(out)]
     default = ReportConfig()
@@ -72,7 +73,8 @@ def report_command(out, cfg: ReportConfig, model_path=None, classifiers=None, da
             args += [f"--{f.name.replace('_', '-')}", f"{v:g}" if isinstance(v, float) else str(v)]
     for flag, v in (("--model", model_path), ("--mnistm-classifier", (classifiers or {}).get("mnistm")),
                     ("--svhn-classifier", (classifiers or {}).get("svhn")), ("--data-root", data_root),
-                    ("--clip", clip), ("--zeroshot", zeroshot), ("--labels", labels), ("--ti", ti)):
+                    ("--clip", clip), ("--zeroshot", zeroshot), ("--labels", labels), ("--ti", ti),
+                    ("--student", None if student_path in (None, "student") else student_path)):
         if v is not None:
             args += [flag, str(v)]
     return Context.command(*args, "--overwrite")
@@ -99,7 +101,7 @@ def _file_id(path: Path) -> str:
 
 def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classifiers: dict | None = None,
                data_root=None, clip=None, zeroshot=None, labels=None, ti=None, overwrite: bool = False,
-               progress: bool = True) -> dict:
+               progress: bool = True, student_path="student") -> dict:
     """Write the report; return report.json's content ({'sections': {name: seconds}, 'numbers', ...})."""
     from difflab.digits.classify import default_classifier_path, load_classifier
     from difflab.digits.generate import staged_output_dir
@@ -107,7 +109,7 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
     from difflab.digits.reverse import parse_timesteps
     from difflab.digits.sweep import parse_scales
     from difflab.report import ddim as ddim_sections
-    from difflab.report import digits, extras
+    from difflab.report import digits, extras, fewstep
 
     t_start, c_start = time.perf_counter(), time.process_time()
     cfg = cfg or ReportConfig()
@@ -125,9 +127,11 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
         zs = {"clip": clip, "images": zeroshot, "labels": labels, "scorer": scorer}
     if ti is not None:
         extras.ti_layout(ti)
+    fewstep.load_student(student_path)  # a missing student is a note in its section; a wrong file fails here
     plan = [("digits", "Generated digits and their accuracy", digits.grids_and_table),
             ("reverse", "The reverse process", digits.reverse),
             ("sweep", "Guidance sweep: correctness vs diversity", digits.sweep),
+            ("fewstep", "Few-step sampling: quality vs network evaluations", fewstep.fewstep),
             ("eta", "DDIM: the eta grid", ddim_sections.eta_grid),
             ("interpolation", "DDIM: slerp vs lerp", ddim_sections.interpolation),
             ("inversion", "DDIM: inversion round trip", ddim_sections.inversion)]
@@ -137,11 +141,15 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
         plan.append(("ti", "Textual inversion", extras.textual_inversion))
     info = {"machine": machine(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "model": _file_id(Path(model_path or DEFAULT_MODEL)), "model_meta": meta, "config": asdict(cfg),
-            "command": report_command(out_dir, cfg, model_path, classifiers, data_root, clip, zeroshot, labels, ti)}
+            "command": report_command(out_dir, cfg, model_path, classifiers, data_root, clip, zeroshot, labels, ti,
+                                      student_path)}
+    student = fewstep.student_file(student_path)
+    info["student"] = _file_id(student) if student is not None and student.is_file() else None
     with staged_output_dir(out_dir, overwrite) as stage:
         ctx = Context(stage, str(out_dir), cfg, None if model_path is None else str(model_path), model, schedule,
                       classifiers, None if data_root is None else str(data_root), zs,
-                      None if ti is None else str(ti), progress, info["command"])
+                      None if ti is None else str(ti), progress, info["command"],
+                      None if student_path is None else str(student_path))
         sections, seconds, cpu = [], {}, {}
         bar = tqdm(plan, desc="report", unit="section", disable=not progress, dynamic_ncols=True)
         for key, heading, fn in bar:
@@ -186,7 +194,8 @@ def _run_section(info: dict) -> str:
     m = info["machine"]
     rows = [[k, f"{s:.1f}", f"{info['sections_cpu_s'][k]:.1f}"] for k, s in info["sections"].items()]
     rows.append(["total (with loading and checks)", f"{info['total_s']:.1f}", f"{info['total_cpu_s']:.1f}"])
-    meta = [["model", info["model"]], ["CPU", f"{m['cpu']} ({m['cores']} cores, torch threads {m['torch_threads']})"],
+    meta = [["model", info["model"]], ["student (few-step section)", info.get("student") or "none"],
+            ["CPU", f"{m['cpu']} ({m['cores']} cores, torch threads {m['torch_threads']})"],
             ["software", f"Python {m['python']}, torch {m['torch']}, {m['platform']}"],
             ["load average (1, 5, 15 min)", f"start {m['load_average_at_start']}, end {m['load_average_at_end']}"],
             ["date", info["date"]]]
