@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from difflab.device import randn
 from difflab.errors import DifflabError
 from difflab.schedule import NoiseSchedule, make_timesteps
 
@@ -100,8 +101,8 @@ class DDIMSampler:
         if self.eta > 0:
             # DDIM eq. 12, third term: random noise sigma_t * eps_t
             if variance_noise is None:
-                variance_noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype,
-                                             device=x_t.device)
+                # drawn on the generator's device and moved: a CPU generator gives the same noise anywhere
+                variance_noise = randn(x_t.shape, generator, x_t.device, x_t.dtype)
             prev = prev + std * variance_noise
         return StepOutput(int(t), prev, x0)
 
@@ -207,7 +208,7 @@ class DDPMSampler:
             mean = coef_x0 * x0 + coef_xt * x
             if i + 1 < len(ts):
                 var = beta * (1 - a_prev) / (1 - a_t)
-                z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+                z = randn(x.shape, generator, x.device, x.dtype)  # CPU generator: same noise on any device
                 x = mean + var.sqrt() * z
             else:
                 x = mean  # no noise at the last step (Algorithm 2, line 4)
@@ -268,11 +269,12 @@ def cfg_eps_fn(model: torch.nn.Module, digits: torch.Tensor, domains: torch.Tens
                                                                                       num_train_timesteps)
 
     def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
+        # timesteps are made where x lives (the labels must be there too: the caller's job)
         if guidance == 1.0 or (lo is not None and not lo <= t <= hi):
-            return model(x, torch.full((B,), t, dtype=torch.long), digits, domains)
+            return model(x, torch.full((B,), t, dtype=torch.long, device=x.device), digits, domains)
         if guidance == 0.0:
-            return model(x, torch.full((B,), t, dtype=torch.long), null_d, null_m)
-        tt = torch.full((2 * B,), t, dtype=torch.long)
+            return model(x, torch.full((B,), t, dtype=torch.long, device=x.device), null_d, null_m)
+        tt = torch.full((2 * B,), t, dtype=torch.long, device=x.device)
         eps = model(torch.cat([x, x]), tt, torch.cat([digits, null_d]), torch.cat([domains, null_m]))
         cond, uncond = eps[:B], eps[B:]
         return uncond + guidance * (cond - uncond)

@@ -32,7 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=d.out, metavar="REPORT_DIR",
                    help="write report.json, predictions.csv, cases.png, summary.txt here")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty REPORT_DIR")
-    p.add_argument("--device", default=d.device, help=f"torch device (default {d.device})")
+    from difflab.device import add_device_arg
+
+    add_device_arg(p, d.device)
     p.add_argument("--top-k", type=int, default=d.top_k, help=f"k of top-k accuracy (default {d.top_k})")
     p.add_argument("--cases", dest="n_cases", type=int, default=d.n_cases,
                    help=f"successes and failures to show (default {d.n_cases})")

@@ -18,12 +18,15 @@ class ZeroShotConfig:
     batch_size: int = 32
     out: str | None = None
     overwrite: bool = False
-    device: str = "cpu"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (difflab.device.resolve_device)
     top_k: int = 5
     n_cases: int = 5
 
     def validate(self) -> None:
-        """Refuse impossible numbers before any model is loaded."""
+        """Refuse impossible numbers and a device that does not exist before any model is loaded."""
+        from difflab.device import resolve_device  # here: this module stays free of torch at import
+
+        resolve_device(self.device)
         for name, flag, low in (("batch_size", "--batch-size", 1), ("top_k", "--top-k", 1),
                                 ("n_cases", "--cases", 0)):
             if int(getattr(self, name)) < low:

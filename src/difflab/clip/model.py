@@ -56,18 +56,24 @@ class ClipScorer:
     image processor). Texts are truncated to CLIP's 77 tokens.
     """
 
-    def __init__(self, model, tokenizer, image_processor, device="cpu", batch_size: int = 32):
-        self.model = model.eval().to(device)
+    def __init__(self, model, tokenizer, image_processor, device="auto", batch_size: int = 32):
+        from difflab.device import resolve_device
+
+        self.device = resolve_device(device)  # "auto" too; a device that does not exist: one line
+        self.model = model.eval().to(self.device)
         self.tokenizer = tokenizer
         self.image_processor = image_processor
-        self.device = torch.device(device)
         self.batch_size = int(batch_size)
 
     @classmethod
-    def from_pretrained(cls, path, device="cpu", batch_size: int = 32) -> ClipScorer:
-        """Load a CLIPModel folder (or a Hub id already in the local cache), offline."""
+    def from_pretrained(cls, path, device="auto", batch_size: int = 32) -> ClipScorer:
+        """Load a CLIPModel folder (or a Hub id already in the local cache), offline, onto `device`."""
         from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTokenizer
         from transformers.utils import logging as hf_logging
+
+        from difflab.device import resolve_device
+
+        device = resolve_device(device)  # a device that does not exist fails before the model loads
 
         folder = resolve_model_dir(path)
         check_model_dir(folder)

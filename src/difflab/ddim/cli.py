@@ -32,11 +32,13 @@ def _model(args):
     if args.unet_module:
         if not args.weights:
             raise DifflabError("--unet-module needs --weights FILE")
-        return loaders.load_user_unet(args.unet_module, args.weights, args.unet_kwargs, args.weights_key)
+        return loaders.load_user_unet(args.unet_module, args.weights, args.unet_kwargs, args.weights_key,
+                                      device=args.device)
     if args.diffusers_unet:
-        return loaders.load_diffusers_unet(args.diffusers_unet)
+        return loaders.load_diffusers_unet(args.diffusers_unet, device=args.device)
     return loaders.load_digits(args.digits_model, 0 if args.digit is None else args.digit,
-                               args.domain or "mnistm", 3.0 if args.guidance is None else args.guidance)
+                               args.domain or "mnistm", 3.0 if args.guidance is None else args.guidance,
+                               device=args.device)
 
 
 def _config(args) -> DDIMConfig:
@@ -161,6 +163,9 @@ def _add_model(p):
     g.add_argument("--unet-kwargs", metavar="JSON", help="constructor arguments as a JSON object")
     g.add_argument("--weights-key", help="key holding the state dict (default: ema, state_dict, model)")
     g.add_argument("--diffusers-unet", metavar="DIR", help="a diffusers UNet2DModel folder (needs diffusers)")
+    from difflab.device import add_device_arg  # here, not at module level: it imports torch
+
+    add_device_arg(g)
 
 
 def _add_sampler(p, eta: bool = True, pixels: bool = True, solvers: bool = False):

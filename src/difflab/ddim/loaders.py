@@ -1,6 +1,7 @@
 """Pretrained epsilon-prediction UNets behind one interface: `eps = model(x_t, t)`.
 
-x_t: (B, C, H, W) float32 on the [-1, 1] image scale (noisy); t: int timestep in [0, T).
+x_t: (B, C, H, W) float32 on the [-1, 1] image scale (noisy), on `model.device`; t: int timestep in [0, T).
+Every loader takes `device` ("auto" | "cpu" | "cuda" | "cuda:N", difflab.device) and puts the network there.
 Three sources: our digit checkpoint (+ digit/domain/guidance), a user's own model file + weights, and
 a diffusers `UNet2DModel` folder (diffusers imported only then).
 """
@@ -13,11 +14,12 @@ import inspect
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from difflab.device import resolve_device
 from difflab.errors import DifflabError
 from difflab.io import check_finite, check_float_weights, load_torch_file, read_json
 
@@ -33,6 +35,7 @@ class EpsModel:
     sample_shape: tuple[int, int, int] | None = None  # (C, H, W) the network takes, if known
     schedule: dict | None = None  # NoiseSchedule kwargs the weights were trained with, if recorded
     net: torch.nn.Module | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where fn wants x_t
 
     def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
         return self.fn(x_t, t)
@@ -55,9 +58,11 @@ def _check_output(out, x: torch.Tensor, what: str) -> torch.Tensor:
 
 # ---------------------------------------------------------------- our digit model
 
-def load_digits(path=None, digit: int = 0, domain: str = "mnistm", guidance: float = 3.0) -> EpsModel:
+def load_digits(path=None, digit: int = 0, domain: str = "mnistm", guidance: float = 3.0, device: str = "auto"
+                ) -> EpsModel:
     """Our digit checkpoint (default: the shipped weights) conditioned on one digit and domain, with
-    classifier-free guidance `guidance` (0 = unconditional, 1 = conditional, > 1 = guided)."""
+    classifier-free guidance `guidance` (0 = unconditional, 1 = conditional, > 1 = guided), on `device`
+    (in float32, as before devices existed: DDIM parity with diffusers is checked in float32)."""
     from difflab.data import DOMAINS
     from difflab.digits.model_io import DEFAULT_MODEL, load_digit_model
     from difflab.sampling import cfg_eps_fn
@@ -68,24 +73,26 @@ def load_digits(path=None, digit: int = 0, domain: str = "mnistm", guidance: flo
         raise DifflabError(f"--domain must be one of {', '.join(DOMAINS)}, got {domain!r}")
     if not guidance >= 0:
         raise DifflabError(f"--guidance must be >= 0, got {guidance}")
+    dev = resolve_device(device)
     path = Path(path or DEFAULT_MODEL)
     if not path.is_file():
         hint = " (shipped weights not built yet: pass --digits-model)" if path == DEFAULT_MODEL else ""
         raise DifflabError(f"{path}: model file not found{hint}")
     model, schedule, _ = load_digit_model(path)
+    model.to(dev)
     fns: dict[int, Callable] = {}  # cfg_eps_fn is built for one batch size: keep one per size seen
 
     def fn(x: torch.Tensor, t: int) -> torch.Tensor:
         B = x.shape[0]
         if B not in fns:
-            fns[B] = cfg_eps_fn(model, torch.full((B,), digit), torch.full((B,), DOMAINS.index(domain)),
-                                guidance)
+            fns[B] = cfg_eps_fn(model, torch.full((B,), digit, device=dev),
+                                torch.full((B,), DOMAINS.index(domain), device=dev), guidance)
         return fns[B](x, t)
 
     sched = {"kind": schedule.kind, "num_train_timesteps": schedule.num_train_timesteps,
              "beta_start": schedule.beta_start, "beta_end": schedule.beta_end}
     return EpsModel(fn, f"digits model {path.name}: digit {digit}, {domain}, guidance {guidance:g}",
-                    (model.config.in_channels, 28, 28), sched, model)
+                    (model.config.in_channels, 28, 28), sched, model, dev)
 
 
 # ---------------------------------------------------------------- a user's model file + weights
@@ -186,11 +193,12 @@ def load_state(net: torch.nn.Module, state: dict[str, torch.Tensor], path) -> No
     net.load_state_dict(state)
 
 
-def load_user_unet(spec: str, weights, kwargs_json: str | None = None, weights_key: str | None = None
-                   ) -> EpsModel:
+def load_user_unet(spec: str, weights, kwargs_json: str | None = None, weights_key: str | None = None,
+                   device: str = "auto") -> EpsModel:
     """`spec` = 'path/to/UNet.py:UNet': import the file, build the class with no arguments or with the
-    JSON object `kwargs_json`, load the state dict. The network is called as net(x_t, t) with t a
-    (B,) int64 tensor."""
+    JSON object `kwargs_json`, load the state dict, move it to `device`. The network is called as
+    net(x_t, t) with t a (B,) int64 tensor on x_t's device."""
+    dev = resolve_device(device)
     cls = _import_class(spec)
     try:
         kwargs = json.loads(kwargs_json) if kwargs_json else {}
@@ -206,13 +214,13 @@ def load_user_unet(spec: str, weights, kwargs_json: str | None = None, weights_k
     path = Path(weights)
     state, where = _read_state(path, weights_key)
     load_state(net, state, path)
-    net.eval()
+    net.eval().to(dev)
 
     def fn(x: torch.Tensor, t: int) -> torch.Tensor:
         out = net(x, torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device))
         return _check_output(out, x, spec)
 
-    return EpsModel(fn, f"{cls.__name__} from {path.name} ({where})", None, None, net)
+    return EpsModel(fn, f"{cls.__name__} from {path.name} ({where})", None, None, net, dev)
 
 
 # ---------------------------------------------------------------- a diffusers UNet2DModel folder
@@ -237,8 +245,10 @@ def _scheduler_config(folder: Path) -> dict | None:
     return None
 
 
-def load_diffusers_unet(folder) -> EpsModel:
-    """A `UNet2DModel.save_pretrained` folder (config.json + weights), or a pipeline folder with unet/."""
+def load_diffusers_unet(folder, device: str = "auto") -> EpsModel:
+    """A `UNet2DModel.save_pretrained` folder (config.json + weights), or a pipeline folder with unet/,
+    on `device`."""
+    dev = resolve_device(device)
     folder = Path(folder)
     if (folder / "unet" / "config.json").is_file():
         folder = folder / "unet"
@@ -256,7 +266,7 @@ def load_diffusers_unet(folder) -> EpsModel:
     except ImportError:
         raise DifflabError("loading a diffusers UNet needs diffusers: pip install 'difflab[sd]'") from None
     try:
-        net = UNet2DModel.from_pretrained(str(folder), local_files_only=True).eval()
+        net = UNet2DModel.from_pretrained(str(folder), local_files_only=True).eval().to(dev)
     except (OSError, ValueError, RuntimeError) as e:
         raise DifflabError(f"{folder}: cannot load the UNet2DModel ({str(e).splitlines()[0]})") from None
     size, C = net.config.sample_size, net.config.in_channels
@@ -266,4 +276,4 @@ def load_diffusers_unet(folder) -> EpsModel:
         out = net(x, torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device))
         return _check_output(out, x, str(folder))
 
-    return EpsModel(fn, f"diffusers UNet2DModel {folder.name}", shape, _scheduler_config(folder), net)
+    return EpsModel(fn, f"diffusers UNet2DModel {folder.name}", shape, _scheduler_config(folder), net, dev)

@@ -3,6 +3,9 @@
 Determinism: with eta > 0, image i draws its per-step noise from its own generator seeded from
 (seed, i), so an image depends on its noise, the seed and its index only, never on --batch-size, and
 every row of the eta grid sees the same noise per column.
+
+Devices: the network runs on `model.device`; the noise files and every draw (CPU generators) are
+moved there per batch, and results come back to the CPU. So the noise is the same on every device.
 """
 
 from __future__ import annotations
@@ -34,35 +37,40 @@ class PerImageNoise(Sequence):
     """Variance noise for a batch, one (B, C, H, W) tensor per step, drawn lazily (in step order) from
     one generator per image; so a batch of 1 and a batch of 16 give each image the same noise."""
 
-    def __init__(self, generators: list[torch.Generator], shape: tuple[int, ...], steps: int):
+    def __init__(self, generators: list[torch.Generator], shape: tuple[int, ...], steps: int,
+                 device: torch.device | str = "cpu"):
         self.generators, self.shape, self.steps = generators, tuple(shape), steps
+        self.device = torch.device(device)
 
     def __len__(self) -> int:
         return self.steps
 
     def __getitem__(self, i):
-        return torch.cat([torch.randn((1, *self.shape), generator=g) for g in self.generators])
+        # drawn on the CPU (the generators'), then moved: the same noise on every device
+        return torch.cat([torch.randn((1, *self.shape), generator=g) for g in self.generators]).to(self.device)
 
 
 def run_sampler(model: EpsModel, sampler: DDIMSampler | DPMSolverPP2M | UniPC, noise: torch.Tensor, seed: int = 0,
                 batch_size: int = 16, indices: Sequence[int] | None = None, progress: bool = True,
                 desc: str = "DDIM") -> torch.Tensor:
-    """Denoise noise (N, C, H, W) in batches -> x_0 (N, C, H, W) float32 (not clamped).
+    """Denoise noise (N, C, H, W) in batches on `model.device` -> x_0 (N, C, H, W) float32 on the CPU
+    (not clamped).
 
     indices: each image's index for its noise generator (default 0..N-1)."""
+    device = getattr(model, "device", torch.device("cpu"))
     indices = list(range(len(noise))) if indices is None else list(indices)
     outs = []
     n_steps = len(sampler.timesteps)
     with tqdm(total=len(noise) * n_steps, desc=desc, unit="img-step", disable=not progress,
               dynamic_ncols=True, leave=False) as bar, torch.inference_mode():
         for start in range(0, len(noise), batch_size):
-            x = noise[start:start + batch_size]
+            x = noise[start:start + batch_size].to(device)
             noise_arg = ()  # the ODE solvers (no eta) draw no noise and take no variance_noise
             if getattr(sampler, "eta", 0.0) > 0:
                 gens = [image_generator(seed, i) for i in indices[start:start + batch_size]]
-                noise_arg = (PerImageNoise(gens, x.shape[1:], n_steps),)
+                noise_arg = (PerImageNoise(gens, x.shape[1:], n_steps, device),)
             x0 = sampler.sample(model, x, None, lambda _out, n=len(x): bar.update(n), *noise_arg)
-            outs.append(x0.float())
+            outs.append(x0.float().cpu())
     out = torch.cat(outs)
     if not torch.isfinite(out).all():
         raise DifflabError(f"{model.description}: sampling produced NaN/inf (wrong schedule or weights?)")
@@ -156,9 +164,9 @@ def invert_dir(images_dir, out_dir, model: EpsModel, cfg: DDIMConfig, overwrite:
     with tqdm(total=len(x0) * len(sampler.timesteps), desc="inverting", disable=not progress,
               dynamic_ncols=True, leave=False) as bar, torch.inference_mode():
         for s in range(0, len(x0), cfg.batch_size):
-            batch = x0[s:s + cfg.batch_size]
+            batch = x0[s:s + cfg.batch_size].to(model.device)
             noises.append(sampler.invert(model, batch, lambda _o, n=len(batch): bar.update(n),
-                                         cfg.invert_iters))
+                                         cfg.invert_iters).cpu())
     noise = torch.cat(noises)
     recon = run_sampler(model, sampler, noise, cfg.seed, cfg.batch_size, progress=progress,
                         desc="re-sampling")

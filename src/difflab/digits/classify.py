@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from difflab.data import load_domain, to_model_range
+from difflab.device import module_device, resolve_device
 from difflab.digits.model_io import load_state_strict
 from difflab.errors import DifflabError
 from difflab.io import load_checkpoint, save_checkpoint
@@ -39,27 +40,32 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 @torch.no_grad()
 def predict(model: DigitClassifier, images: torch.Tensor, batch_size: int = 500
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """images (N, 3, 28, 28) in [-1, 1] -> (predicted labels (N,), penultimate features (N, D))."""
+    """images (N, 3, 28, 28) in [-1, 1] (any device) -> (predicted labels (N,), penultimate features (N, D)),
+    both on the CPU. Runs on the model's device, in float32 (features feed Fréchet distances)."""
     model.eval()
+    device = module_device(model)
     preds, feats = [], []
     for i in range(0, len(images), batch_size):
-        f = model.features(images[i:i + batch_size])
-        feats.append(f)
-        preds.append(model.head(f).argmax(1))
+        f = model.features(images[i:i + batch_size].to(device))
+        feats.append(f.cpu())
+        preds.append(model.head(f).argmax(1).cpu())
     return torch.cat(preds), torch.cat(feats)
 
 
 def train_classifier(domain: str, out_path, epochs: int = 8, batch_size: int = 128, lr: float = 2e-3,
-                     seed: int = 0, data_root=None, train_size: int = 16000, progress: bool = True
-                     ) -> tuple[DigitClassifier, float]:
-    """Train on the domain's train split; returns (model, accuracy on the val split); saves atomically."""
+                     seed: int = 0, data_root=None, train_size: int = 16000, progress: bool = True,
+                     device: str = "auto") -> tuple[DigitClassifier, float]:
+    """Train on the domain's train split on `device`; returns (model, accuracy on the val split); saves
+    atomically. Batches and augmentation are drawn on the CPU (one CPU generator: the same batches on every
+    device) and moved; the model stays on `device`."""
+    dev = resolve_device(device)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     tr = load_domain(domain, "train", root=data_root, size=train_size, seed=seed)
     va = load_domain(domain, "val", root=data_root, seed=seed)
     x, y = to_model_range(tr.images), torch.from_numpy(tr.labels)
     xv, yv = to_model_range(va.images), torch.from_numpy(va.labels)
-    model = DigitClassifier()
+    model = DigitClassifier().to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * (len(x) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -69,7 +75,7 @@ def train_classifier(domain: str, out_path, epochs: int = 8, batch_size: int = 1
         perm = torch.randperm(len(x), generator=g)
         for i in range(len(x) // batch_size):
             idx = perm[i * batch_size:(i + 1) * batch_size]
-            loss = F.cross_entropy(model(augment(x[idx], g)), y[idx], label_smoothing=0.05)
+            loss = F.cross_entropy(model(augment(x[idx], g).to(dev)), y[idx].to(dev), label_smoothing=0.05)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -85,13 +91,14 @@ def train_classifier(domain: str, out_path, epochs: int = 8, batch_size: int = 1
     return model.eval(), val_acc
 
 
-def load_classifier(path) -> tuple[DigitClassifier, dict]:
+def load_classifier(path, device: str = "cpu") -> tuple[DigitClassifier, dict]:
+    """(classifier in eval mode on `device`, its metadata) from a file written by train_classifier."""
     tensors, meta = load_checkpoint(path)
     if meta.get("kind") != KIND:
         raise DifflabError(f"{path}: not a difflab digit classifier (kind={meta.get('kind')!r})")
     model = DigitClassifier(ClassifierConfig(**meta.get("config", {})))
     load_state_strict(model, tensors, path)
-    return model.eval(), meta
+    return model.eval().to(resolve_device(device)), meta
 
 
 def real_features(domain: str, model: DigitClassifier, split: str = "val", data_root=None, seed: int = 0

@@ -26,7 +26,7 @@ def _train_classifier(args):
 
     out = args.out or default_classifier_path(args.domain)
     _, acc = train_classifier(args.domain, out, epochs=args.epochs, seed=args.seed, data_root=args.data_root,
-                              train_size=args.train_size)
+                              train_size=args.train_size, device=args.device)
     print(f"{args.domain} classifier: val acc = {acc:.4f} -> {out}")
 
 
@@ -41,6 +41,7 @@ def _distill(args):
 
 
 def _add_distill_args(p):
+    from difflab.device import DEVICE_HELP
     from difflab.digits.distill import DistillConfig
 
     d = DistillConfig()
@@ -50,7 +51,8 @@ def _add_distill_args(p):
              "guidance_min": "lowest CFG scale the student learns", "guidance_max": "highest CFG scale",
              "guide": "the teacher's CFG target (digit or both)", "trajectories": "teacher trajectories",
              "traj_batch": "trajectories per chunk file", "steps": "student optimisation steps",
-             "batch_size": "student batch", "lr": "peak learning rate (cosine)", "bf16": "bf16 autocast"}
+             "batch_size": "student batch", "lr": "peak learning rate (cosine)", "bf16": "bf16 autocast",
+             "device": DEVICE_HELP}
     for f in fields(DistillConfig):
         default = getattr(d, f.name)
         flag = f"--{f.name.replace('_', '-')}"
@@ -71,7 +73,8 @@ def _gen_config(args):
         interval = parse_guidance_interval(args.guidance_interval, None)
     return GenerateConfig(per_digit=args.per_digit, model=args.model, guidance=args.guidance, steps=args.steps,
                           sampler=args.sampler, eta=args.eta, seed=args.seed, batch_size=args.batch_size,
-                          bf16=not args.fp32, guide=args.guide, guidance_interval=interval, karras=args.karras)
+                          bf16=not args.fp32, guide=args.guide, guidance_interval=interval, karras=args.karras,
+                          device=args.device)
 
 
 def _generate(args):
@@ -98,7 +101,7 @@ def _eval(args):
     from difflab.digits.evaluate import evaluate, format_results
 
     res = evaluate(args.out_dir, {"mnistm": args.mnistm_classifier, "svhn": args.svhn_classifier},
-                   data_root=args.data_root)
+                   data_root=args.data_root, device=args.device)
     print(format_results(res))
     print(f"details: {args.out_dir}/eval.json")
 
@@ -106,12 +109,13 @@ def _eval(args):
 def _demo(args):
     _generate(args)
     _eval(argparse.Namespace(out_dir=args.out_dir, mnistm_classifier=None, svhn_classifier=None,
-                             data_root=None))
+                             data_root=None, device=args.device))
     print(f"outputs: {args.out_dir}/mnistm/, {args.out_dir}/svhn/, grids "
           f"{args.out_dir}/mnistm_grid.png and {args.out_dir}/svhn_grid.png, metrics {args.out_dir}/eval.json")
 
 
 def _add_generate_args(p, g):
+    from difflab.device import add_device_arg
     from difflab.digits.generate import GENERATE_SAMPLERS
 
     p.add_argument("out_dir", help="output folder: OUT/{mnistm,svhn}/{digit}_{NNN}.png and grids")
@@ -136,6 +140,7 @@ def _add_generate_args(p, g):
     p.add_argument("--guide", choices=["digit", "both"], default=g.guide,
                    help="what guidance amplifies: the digit only (default) or digit and domain")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    add_device_arg(p)
 
 
 def _preview(args):
@@ -146,6 +151,7 @@ def _preview(args):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from difflab.device import add_device_arg
     from difflab.digits.generate import GenerateConfig
     from difflab.digits.train import TrainConfig
 
@@ -168,6 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channel-mults", type=int, nargs="+", default=list(d.unet.channel_mults))
     p.add_argument("--num-res-blocks", type=int, default=d.unet.num_res_blocks)
     p.add_argument("--attention-levels", type=int, nargs="*", default=list(d.unet.attention_levels))
+    add_device_arg(p)  # under torchrun each process takes cuda:LOCAL_RANK (docs/scaling.md)
     p.set_defaults(func=_train)
 
     p = dsub.add_parser("train-classifier", help="train a domain's evaluation classifier")
@@ -177,6 +184,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-size", type=int, default=16000, help="synthesised training images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
+    add_device_arg(p)
     p.set_defaults(func=_train_classifier)
 
     p = dsub.add_parser("distill", help="distil the teacher into a few-step guidance-input student (resumable)")
@@ -192,6 +200,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mnistm-classifier", default=None)
     p.add_argument("--svhn-classifier", default=None)
     p.add_argument("--data-root", default=None, help="real data folder for the real-image reference")
+    add_device_arg(p)
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("demo", help="generate + eval with the shipped model (what `make demo` runs)")

@@ -14,6 +14,9 @@ Chunks are written one file at a time, so the phase resumes where it stopped.
 Phase 2 (`StudentTrainer`) regresses the eps that makes the student's DDIM step from x_{t_k} land exactly
 on the teacher's x_{t_{k+1}} (DDIM eq. 12 is linear in eps, so that eps is unique): the L_simple loss
 the teacher was trained with, on distilled targets. Resume is bit-identical (generator state saved).
+
+Devices (`--device`, difflab.device): teacher and student run on the device; every random draw (labels,
+w, x_T, batches) comes from a CPU generator and is moved, and trajectories are stored on the CPU.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from difflab.device import autocast, check_device, cpu_generator, grad_scaler, move, randn, resolve_device
 from difflab.digits.model_io import load_digit_model, load_state_strict, save_digit_model
 from difflab.digits.train import _flatten_optimizer, _unflatten_optimizer
 from difflab.errors import DifflabError
@@ -60,6 +64,7 @@ class DistillConfig:
     bf16: bool = True
     ckpt_every: int = 200
     log_every: int = 20
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self):
         for name in ("student_steps", "teacher_steps", "trajectories", "traj_batch", "steps", "batch_size",
@@ -79,6 +84,7 @@ class DistillConfig:
             raise DifflabError("distill: need lr > 0, 0 <= ema_decay < 1, warmup_steps >= 0")
         if self.guide not in ("digit", "both"):
             raise DifflabError(f"distill: unknown guidance target {self.guide!r} (digit or both)")
+        check_device(self.device)
 
 
 def student_timesteps(schedule: NoiseSchedule, steps: int) -> list[int]:
@@ -93,12 +99,13 @@ def student_sampler(schedule: NoiseSchedule, steps: int) -> DDIMSampler:
 
 
 def guided_eps(model, x, t: int, digits, domains, w: torch.Tensor, guide: str, bf16: bool) -> torch.Tensor:
-    """Teacher CFG with a per-row scale w (B,): eps_u + w (eps_c - eps_u), one batched pass of 2B rows."""
+    """Teacher CFG with a per-row scale w (B,): eps_u + w (eps_c - eps_u), one batched pass of 2B rows.
+    x (B, 3, 28, 28) and the labels on the teacher's device; autocast follows that device."""
     B = x.shape[0]
     null_d = torch.full_like(digits, 10)
     null_m = domains if guide == "digit" else torch.full_like(domains, 2)
-    tt = torch.full((2 * B,), t, dtype=torch.long)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    tt = torch.full((2 * B,), t, dtype=torch.long, device=x.device)
+    with autocast(x.device, enabled=bf16):
         eps = model(torch.cat([x, x]), tt, torch.cat([digits, null_d]), torch.cat([domains, null_m])).float()
     cond, uncond = eps[:B], eps[B:]
     return uncond + w.view(-1, 1, 1, 1) * (cond - uncond)
@@ -108,7 +115,10 @@ def make_trajectories(cfg: DistillConfig, teacher, schedule: NoiseSchedule, prog
     """Phase 1: write OUT/trajectories/chunk_NNNN.safetensors (skipping chunks already there).
 
     Each chunk: x (n, K+1, 3, 28, 28) float32 at the student's grid points, digit (n,), domain (n,), w (n,).
+    The teacher is moved to cfg.device (in place) and runs there; the draws are made on the CPU.
     """
+    device = resolve_device(cfg.device)
+    move(teacher, device)
     folder = Path(cfg.out_dir) / "trajectories"
     sampler = DDIMSampler(schedule, steps=cfg.teacher_steps, spacing="trailing", clip_x0=1.0)
     every = cfg.teacher_steps // cfg.student_steps
@@ -123,11 +133,11 @@ def make_trajectories(cfg: DistillConfig, teacher, schedule: NoiseSchedule, prog
         if path.exists():
             continue
         n = min(cfg.traj_batch, cfg.trajectories - c * cfg.traj_batch)
-        g = torch.Generator().manual_seed(cfg.seed * 100_003 + c)
+        g = cpu_generator(cfg.seed * 100_003 + c)
         digits = torch.randint(10, (n,), generator=g)
         domains = torch.randint(2, (n,), generator=g)
         w = cfg.guidance_min + (cfg.guidance_max - cfg.guidance_min) * torch.rand(n, generator=g)
-        x_T = torch.randn((n, 3, 28, 28), generator=g)
+        x_T = randn((n, 3, 28, 28), g, device)
         states = [x_T]
         # after denoising ts[i], x sits at ts[i+1]: keep it where the student's grid has a point
         ts = sampler.timesteps.tolist()
@@ -138,9 +148,9 @@ def make_trajectories(cfg: DistillConfig, teacher, schedule: NoiseSchedule, prog
                 states.append(out.prev_sample)
 
         with torch.inference_mode():
-            sampler.sample(lambda x, t, d=digits, m=domains, w=w: guided_eps(teacher, x, t, d, m, w, cfg.guide,
-                                                                                cfg.bf16), x_T, None, keep)
-        x = torch.stack(states, dim=1)
+            sampler.sample(lambda x, t, d=digits.to(device), m=domains.to(device), w=w.to(device):
+                           guided_eps(teacher, x, t, d, m, w, cfg.guide, cfg.bf16), x_T, None, keep)
+        x = torch.stack(states, dim=1).cpu()
         if not torch.isfinite(x).all():
             raise DifflabError(f"distill: the teacher produced non-finite values in chunk {c}")
         save_checkpoint(path, {"x": x, "digit": digits, "domain": domains, "w": w},
@@ -188,12 +198,14 @@ class StudentTrainer:
         self.cfg, self.schedule, self.data = cfg, schedule, data
         self.grid = student_timesteps(schedule, cfg.student_steps)
         self.coef = ddim_coefficients(schedule, self.grid).float()
+        self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self.model = make_student(teacher).train()
-        self.ema = make_student(teacher).eval().requires_grad_(False)
+        self.model = make_student(teacher).train().to(self.device)
+        self.ema = make_student(teacher).eval().requires_grad_(False).to(self.device)
         self.ema.load_state_dict(self.model.state_dict())
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
-        self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + 7)
+        self.scaler = grad_scaler(self.device, cfg.bf16)  # active for fp16 autocast only
+        self.gen = cpu_generator(cfg.seed * 1000 + 7)  # batches drawn on the CPU, then moved
         self.step = 0
         self.ckpt_path = Path(cfg.out_dir) / "checkpoint.safetensors"
 
@@ -216,18 +228,20 @@ class StudentTrainer:
         return x_t, t, self.data["digit"][i], self.data["domain"][i], self.data["w"][i], target
 
     def train_step(self) -> float:
-        x_t, t, digit, domain, w, target = self.batch()
+        x_t, t, digit, domain, w, target = (v.to(self.device) for v in self.batch())
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+        with autocast(self.device, enabled=self.cfg.bf16):
             pred = self.model(x_t, t, digit, domain, w)
         loss = F.mse_loss(pred.float(), target)
         if not torch.isfinite(loss):
             raise DifflabError(f"distill: non-finite loss at step {self.step}; nothing saved")
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()  # a disabled scaler (CPU, bf16, fp32) passes everything through
+        self.scaler.unscale_(self.opt)  # clip the true gradients, not the fp16-scaled ones
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.opt.step()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         with torch.no_grad():
             d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
             for pe, p in zip(self.ema.parameters(), self.model.parameters()):
@@ -241,8 +255,10 @@ class StudentTrainer:
         opt, groups = _flatten_optimizer(self.opt)
         tensors.update(opt)
         tensors["rng"] = self.gen.get_state()
-        save_checkpoint(self.ckpt_path, tensors, {"kind": DISTILL_KIND, "step": self.step, "distill": asdict(self.cfg),
-                                                  "param_groups": groups})
+        meta = {"kind": DISTILL_KIND, "step": self.step, "distill": asdict(self.cfg), "param_groups": groups}
+        if self.scaler.is_enabled():  # fp16 on CUDA: the loss scale is part of the state a resume needs
+            meta["grad_scaler"] = self.scaler.state_dict()
+        save_checkpoint(self.ckpt_path, tensors, meta)
 
     def resume(self) -> None:
         tensors, meta = load_checkpoint(self.ckpt_path)
@@ -257,6 +273,8 @@ class StudentTrainer:
                           self.ckpt_path)
         load_state_strict(self.ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, self.ckpt_path)
         self.opt.load_state_dict(_unflatten_optimizer(tensors, meta["param_groups"]))
+        if self.scaler.is_enabled() and "grad_scaler" in meta:
+            self.scaler.load_state_dict(meta["grad_scaler"])
         self.gen.set_state(tensors["rng"])
         self.step = int(meta["step"])
 

@@ -14,6 +14,7 @@ import torch
 from scipy import linalg
 
 from difflab.data import DOMAINS, load_domain, to_model_range
+from difflab.device import resolve_device
 from difflab.digits.classify import default_classifier_path, load_classifier, predict
 from difflab.errors import DifflabError
 from difflab.io import atomic_path, load_image
@@ -50,18 +51,19 @@ def read_generated(domain_dir) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
 
 
 def evaluate(out_dir, classifiers: dict[str, str] | None = None, data_root=None, seed: int = 0,
-             reference_size: int = 1000) -> dict:
-    """Per-domain results dict; also writes OUT/eval.json.
+             reference_size: int = 1000, device: str = "auto") -> dict:
+    """Per-domain results dict; also writes OUT/eval.json. The classifiers run on `device`.
 
     The real-vs-real Fréchet floor compares as many real training-split images as there are generated
     ones (drawn from a synthesised set of `reference_size`) with the val split, so both distances use the
     same sample sizes.
     """
+    resolve_device(device)  # a bad --device fails before any work
     out_dir = Path(out_dir)
     results: dict = {"domains": {}}
     for m in DOMAINS:
         path = (classifiers or {}).get(m) or default_classifier_path(m)
-        clf, meta = load_classifier(path)
+        clf, meta = load_classifier(path, device)
         x, y, _ = read_generated(out_dir / m)
         pred, feats = predict(clf, x)
         val = load_domain(m, "val", root=data_root, seed=seed)

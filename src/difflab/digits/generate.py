@@ -4,6 +4,10 @@ Determinism: all starting noise x_T is drawn up front, in layout order (domain, 
 generator seeded with `seed`; the images are then denoised in fixed chunks of `batch_size`, each with
 its own generator for any per-step noise (DDPM / eta > 0). So an image depends only on the seed and the
 settings, and `chunk_for(...)` lets other tools (the reverse-process figure) replay one exactly.
+
+Devices (`--device`, difflab.device): the generators are CPU generators and their draws are moved to the
+device, so the starting noise is the same on every device; the network then runs there (bf16 autocast
+on the CPU, bf16 or fp16 on CUDA by what the card supports). Same seed -> same images on the same device.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from difflab.data import DOMAINS
+from difflab.device import autocast, check_device, cpu_generator, move, randn, resolve_device, sync
 from difflab.errors import DifflabError
 from difflab.io import save_png, to_uint8
 from difflab.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn
@@ -45,6 +50,7 @@ class GenerateConfig:
     guide: str = "digit"  # "digit": uncond = (null digit, same domain); "both": null digit and null domain
     guidance_interval: tuple[int, int] | None = None  # teacher: guide only for LO <= t <= HI
     karras: bool = False  # Karras sigmas for dpmpp-2m
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (difflab.device.resolve_device)
 
     def check(self) -> None:
         if self.per_digit < 1:
@@ -63,6 +69,7 @@ class GenerateConfig:
             raise DifflabError(f"unknown guidance target {self.guide!r} (digit or both)")
         if self.batch_size < 1:
             raise DifflabError(f"--batch-size must be at least 1, got {self.batch_size}")
+        check_device(self.device)
 
 
 def student_info(model) -> dict | None:
@@ -121,50 +128,57 @@ def make_sampler(cfg: GenerateConfig, schedule, model=None):
 def make_eps_fn(model, cfg: GenerateConfig, digits: torch.Tensor, domains: torch.Tensor):
     """eps_fn(x_t, t) for one chunk: the student in one pass with w as input, the teacher through CFG."""
     if student_info(model) is not None:
-        w = torch.full((len(digits),), float(cfg.guidance))
-        return lambda x, t: model(x, torch.full((len(digits),), t, dtype=torch.long), digits, domains, w)
+        w = torch.full((len(digits),), float(cfg.guidance), device=digits.device)
+        return lambda x, t: model(x, torch.full((len(digits),), t, dtype=torch.long, device=x.device), digits,
+                                  domains, w)
     interval = {} if cfg.guidance_interval is None else {"guidance_interval": cfg.guidance_interval}
     return cfg_eps_fn(model, digits, domains, cfg.guidance, null_domain=None if cfg.guide == "digit" else 2,
                       **interval)
 
 
 class TimedModel(torch.nn.Module):
-    """Wraps the UNet to count time spent in the network (for the time split report)."""
+    """Wraps the UNet to count time spent in the network (for the time split report), under the autocast
+    of the device its inputs are on (bf16 on the CPU; bf16 or fp16 on CUDA, difflab.device.autocast)."""
 
     def __init__(self, model: torch.nn.Module, bf16: bool):
         super().__init__()
         self.model, self.bf16, self.seconds = model, bf16, 0.0
 
-    def forward(self, *args):
+    def forward(self, x, *args):
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(*args).float()
+        with autocast(x.device, enabled=self.bf16):
+            out = self.model(x, *args).float()
+        sync(x.device)  # CUDA kernels run asynchronously: without this the split would count launches only
         self.seconds += time.perf_counter() - t0
         return out
 
 
 def sample_chunks(model, schedule, cfg: GenerateConfig, domains=DOMAINS, progress: bool = True,
                   callback=None):
-    """Yield (items, images (B, 3, 28, 28) in [-1, 1]) chunk by chunk; `callback(chunk_index, StepOutput)`
-    sees every step (used to draw the reverse process).
+    """Yield (items, images (B, 3, 28, 28) float32 in [-1, 1] on the CPU) chunk by chunk;
+    `callback(chunk_index, StepOutput)` sees every step (its tensors on the device; used to draw the
+    reverse process). The model is moved to `cfg.device` (in place) and runs there.
 
-    The starting noise is drawn chunk by chunk from one generator, in layout order: the same values as
-    one draw of all of it (torch's CPU normal sampler is sequential; tested), in memory bounded by a chunk.
+    The starting noise is drawn chunk by chunk from one CPU generator, in layout order: the same values as
+    one draw of all of it (torch's CPU normal sampler is sequential; tested), in memory bounded by a chunk,
+    and the same values on every device (drawn on the CPU, then moved).
     """
     cfg = resolve(cfg, model)
+    device = resolve_device(cfg.device)
+    move(model, device)
     items = layout(cfg, domains)
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = cpu_generator(cfg.seed)
     sampler = make_sampler(cfg, schedule, model)
     n_chunks = (len(items) + cfg.batch_size - 1) // cfg.batch_size
     bar = tqdm(total=n_chunks * len(sampler.timesteps), desc="sampling", disable=not progress,
                dynamic_ncols=True)
     for c in range(n_chunks):
         chunk = items[c * cfg.batch_size:(c + 1) * cfg.batch_size]
-        x_T = torch.randn((len(chunk), 3, 28, 28), generator=g)
-        digits = torch.tensor([d for _, d, _ in chunk])
-        doms = torch.tensor([DOMAINS.index(m) for m, _, _ in chunk])
+        x_T = randn((len(chunk), 3, 28, 28), g, device)
+        digits = torch.tensor([d for _, d, _ in chunk], device=device)
+        doms = torch.tensor([DOMAINS.index(m) for m, _, _ in chunk], device=device)
         eps_fn = make_eps_fn(model, cfg, digits, doms)
-        gc = torch.Generator().manual_seed(cfg.seed * 100_003 + c + 1)
+        gc = cpu_generator(cfg.seed * 100_003 + c + 1)  # per-step noise (DDPM, eta > 0): CPU too
 
         def step_cb(out, c=c):
             bar.update(1)
@@ -176,7 +190,7 @@ def sample_chunks(model, schedule, cfg: GenerateConfig, domains=DOMAINS, progres
         if not torch.isfinite(x0).all():
             raise DifflabError("the sampler produced non-finite values (NaN/inf): check the model's weights "
                                "and the guidance; nothing was written")
-        yield chunk, x0.clamp(-1, 1)
+        yield chunk, x0.clamp(-1, 1).cpu()
     bar.close()
 
 

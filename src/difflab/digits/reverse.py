@@ -112,7 +112,8 @@ def trajectories(model, schedule, cfg: GenerateConfig, digit: int, domains=DOMAI
         outs = steps[c]
         x = [net.x_T[c][row]] + [o.prev_sample[row] for o in outs]
         x0 = [o.pred_original_sample[row] for o in outs] + [outs[-1].prev_sample[row]]
-        result[m] = Trajectory(levels, [v.float() for v in x], [v.float() for v in x0])
+        # the callbacks saw the device's tensors: the figure works on CPU copies
+        result[m] = Trajectory(levels, [v.float().cpu() for v in x], [v.float().cpu() for v in x0])
     return result
 
 

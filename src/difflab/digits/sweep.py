@@ -76,7 +76,7 @@ def sweep(out_dir, model, schedule, cfg: GenerateConfig, scales, classifiers: di
                 shutil.copytree(reuse[w], sub)
             else:
                 generate(sub, model, schedule, replace(cfg, guidance=w), progress=progress)
-            res = evaluate(sub, classifiers, data_root=data_root, seed=0)
+            res = evaluate(sub, classifiers, data_root=data_root, seed=0, device=cfg.device)
             row = {"guidance": w, "mean_acc": res["mean_acc"], "seconds": time.perf_counter() - t0}
             for m, r in res["domains"].items():
                 row.update({f"{m}_acc": r["acc"], f"{m}_fd": r["fd_generated_vs_real"],

@@ -1,7 +1,15 @@
 """Train the conditional digit DDPM: epsilon-MSE, condition dropout for CFG, EMA, resume, DDP.
 
-Data-parallel: launch with `torchrun --nproc_per_node N -m difflab.cli digits train ...`; each rank
-draws its own batch with its own generator (seed + rank), DDP averages gradients over gloo (CPU).
+Devices (`--device`, difflab.device): the network, optimizer and EMA live on the device; batches are
+drawn on the CPU (one CPU generator per rank) and moved, so the data a step sees does not depend on it.
+Autocast: bf16 on the CPU, bf16 or fp16 on CUDA by what the card supports (fp16 with a GradScaler).
+
+Data-parallel (docs/scaling.md): launch with
+`torchrun --nnodes N --nproc_per_node M --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m difflab.cli
+digits train ...`. Each rank draws its own batch_size / (N M) images with its own generator (seed, rank);
+DDP averages the gradients over NCCL on CUDA (process LOCAL_RANK takes cuda:LOCAL_RANK) or gloo on the CPU.
+Rank 0 alone reads and writes the run folder: it holds the lock, writes checkpoints, and on --resume
+reads the checkpoint and broadcasts it, so other nodes need no copy of the folder.
 Every random draw goes through one torch.Generator per rank whose state is checkpointed, so a resumed
 run ends with the same weights as an uninterrupted one.
 """
@@ -23,6 +31,15 @@ from tqdm import tqdm
 
 from difflab.checks import check_count, check_number
 from difflab.data import DOMAINS, load_domain
+from difflab.device import (
+    autocast,
+    check_device,
+    cpu_generator,
+    dist_env,
+    distributed_backend,
+    grad_scaler,
+    rank_device,
+)
 from difflab.digits.model_io import load_state_strict, save_digit_model
 from difflab.errors import DifflabError
 from difflab.io import load_checkpoint, save_checkpoint
@@ -48,7 +65,8 @@ class TrainConfig:
     drop_digit: float = 0.05  # P(only digit null)
     drop_domain: float = 0.05  # P(only domain null)
     seed: int = 0
-    bf16: bool = True  # autocast: ~1.5x faster on CPU
+    bf16: bool = True  # autocast: ~1.5x faster on CPU (bf16); on CUDA bf16 or fp16 by the card
+    device: str = "auto"  # auto | cpu | cuda | cuda:N; under torchrun each process takes cuda:LOCAL_RANK
     data_root: str | None = None  # None: offline recipes
     train_size: int = 16000  # per domain, synthetic recipes only
     ckpt_every: int = 500
@@ -76,6 +94,7 @@ class TrainConfig:
                                f"{self.drop_both + self.drop_digit + self.drop_domain:g}")
         if self.schedule not in ("linear", "scaled_linear", "cosine"):
             raise DifflabError(f"unknown --schedule {self.schedule!r} (linear, scaled_linear or cosine)")
+        check_device(self.device)
 
 
 # the files a run writes into its --out-dir; an existing one is never replaced without --resume/--overwrite
@@ -140,49 +159,70 @@ def drop_conditions(digits, domains, g: torch.Generator, cfg: TrainConfig, null_
 
 
 class Trainer:
+    """One rank's training state: model, EMA and optimizer on `self.device`, a CPU generator for batches.
+
+    Under torchrun (WORLD_SIZE > 1) it joins the process group with the backend of its device (NCCL for
+    CUDA, gloo for the CPU) unless the caller already did, and wraps the model in DDP.
+    """
+
     def __init__(self, cfg: TrainConfig, data=None):
         self.cfg = cfg
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
+        self.rank, self.world, self.local_rank, local_world = dist_env()
+        # one process per GPU under torchrun (cuda:LOCAL_RANK); alone, the device the flag names
+        self.device = rank_device(cfg.device, self.local_rank, local_world)
+        self.owns_group = False
         if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("gloo")
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)  # NCCL's collectives use the current device
+            dist.init_process_group(distributed_backend(self.device))
+            self.owns_group = True
+        # our own collectives (divergence flag, RNG states, replica check) need tensors NCCL can send
+        self.comm = self.device if self.world > 1 and dist.get_backend() == "nccl" else torch.device("cpu")
         if cfg.batch_size % self.world:
             raise DifflabError(f"batch size {cfg.batch_size} is not divisible by {self.world} processes")
-        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank (built on the CPU, then moved)
         self.model = ConditionalUNet(cfg.unet)
         self.ema = ConditionalUNet(cfg.unet).eval().requires_grad_(False)
         self.ema.load_state_dict(self.model.state_dict())
+        self.model.to(self.device)
+        self.ema.to(self.device)
         self.schedule = NoiseSchedule(cfg.schedule, cfg.num_train_timesteps)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scaler = grad_scaler(self.device, cfg.bf16)  # active for fp16 autocast only
         self.net = self.model
         if self.world > 1:
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model)
-        self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.gen = cpu_generator(cfg.seed * 1000 + self.rank)
         self.step = 0
         self.images, self.digits, self.domains = data if data is not None else load_training_data(cfg)
         self.ckpt_path = Path(cfg.out_dir) / "checkpoint.safetensors"
 
     # -- one optimisation step -------------------------------------------------------------------------
     def train_step(self) -> float:
-        cfg, g = self.cfg, self.gen
+        """Draw this rank's batch_size / world images on the CPU, move them, take one optimizer step."""
+        cfg, g, dev = self.cfg, self.gen, self.device
         B = cfg.batch_size // self.world
         idx = torch.randint(len(self.images), (B,), generator=g)
-        x0 = self.images[idx].float().div(127.5).sub(1.0)
+        x0 = self.images[idx].to(dev).float().div(127.5).sub(1.0)  # uint8 over the bus: 4x less to copy
         digits, domains = drop_conditions(self.digits[idx], self.domains[idx], g, cfg)
         t = torch.randint(self.schedule.num_train_timesteps, (B,), generator=g)
         noise = torch.randn(x0.shape, generator=g)
+        digits, domains, t, noise = digits.to(dev), domains.to(dev), t.to(dev), noise.to(dev)
         x_t = self.schedule.q_sample(x0, t, noise)
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, cfg)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with autocast(dev, cfg.bf16):
             pred = self.net(x_t, t, digits, domains)
         loss = F.mse_loss(pred.float(), noise)  # DDPM's L_simple (Ho et al. 2020, eq. 14)
         self._stop_if_diverged(loss.item())
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()  # a disabled scaler (CPU, bf16, fp32) passes everything through
         if cfg.grad_clip:
+            self.scaler.unscale_(self.opt)  # clip the true gradients, not the fp16-scaled ones
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.opt.step()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         self._update_ema()
         self.step += 1
         return loss.item()
@@ -190,7 +230,7 @@ class Trainer:
     def _stop_if_diverged(self, loss: float) -> None:
         """Stop before the weights take a non-finite step; all ranks decide together (one rank raising
         alone would leave the others waiting in DDP's all-reduce)."""
-        bad = torch.tensor([0.0 if math.isfinite(loss) else 1.0])
+        bad = torch.tensor([0.0 if math.isfinite(loss) else 1.0], device=self.comm)
         if self.world > 1:
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         if bad.item():
@@ -218,12 +258,14 @@ class Trainer:
         state = self.gen.get_state()
         if self.world == 1:
             return [state]
-        states = [torch.empty_like(state) for _ in range(self.world)]
-        dist.all_gather(states, state)
-        return states
+        mine = state.to(self.comm)
+        states = [torch.empty_like(mine) for _ in range(self.world)]
+        dist.all_gather(states, mine)
+        return [s.cpu() for s in states]
 
     def save(self):
-        states = self._rng_states()  # collective: every rank must call it
+        """Rank 0 writes OUT/checkpoint.safetensors (every rank must call it: the RNG states are gathered)."""
+        states = self._rng_states()
         if self.rank != 0:
             return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -233,11 +275,30 @@ class Trainer:
         tensors.update({f"rng.{r}": s for r, s in enumerate(states)})
         meta = self._meta()
         meta["param_groups"] = groups
-        save_checkpoint(self.ckpt_path, tensors, meta)
+        if self.scaler.is_enabled():
+            meta["grad_scaler"] = self.scaler.state_dict()  # plain numbers: fits the JSON metadata
+        save_checkpoint(self.ckpt_path, tensors, meta)  # moves the tensors to the CPU itself
+
+    def _read_on_rank0(self, path: Path) -> tuple[dict, dict]:
+        """Rank 0 reads the checkpoint and broadcasts it: other nodes need no copy of the run folder.
+        A read error on rank 0 is raised on every rank (the others must not wait for data that never comes)."""
+        payload = None
+        if self.rank == 0:
+            try:
+                payload = ("ok", load_checkpoint(path))
+            except DifflabError as e:
+                payload = ("error", str(e))
+        if self.world > 1:
+            box = [payload]
+            dist.broadcast_object_list(box, src=0, device=self.comm)
+            payload = box[0]
+        if payload[0] == "error":
+            raise DifflabError(payload[1])
+        return payload[1]
 
     def resume(self, path: str):
         path = self.ckpt_path if path == "latest" else Path(path)
-        tensors, meta = load_checkpoint(path)
+        tensors, meta = self._read_on_rank0(path)
         if meta.get("kind") != TRAIN_KIND:
             raise DifflabError(f"{path}: not a difflab training checkpoint")
         if UNetConfig.from_dict(meta.get("unet", {})) != self.cfg.unet:
@@ -246,20 +307,30 @@ class Trainer:
             raise DifflabError(f"{path}: saved with {meta.get('world_size')} processes, resuming with {self.world}")
         load_state_strict(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
         load_state_strict(self.ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
-        self.opt.load_state_dict(_unflatten_optimizer(tensors, meta["param_groups"]))
+        self.opt.load_state_dict(_unflatten_optimizer(tensors, meta["param_groups"]))  # moved to the params
+        if self.scaler.is_enabled() and "grad_scaler" in meta:
+            self.scaler.load_state_dict(meta["grad_scaler"])
         self.gen.set_state(tensors[f"rng.{self.rank}"])
         self.step = int(meta["step"])
 
     def _check_replicas_agree(self) -> None:
-        """DDP keeps replicas identical; verify it (cheaply, via a weight checksum) before saving."""
+        """DDP keeps replicas identical; verify it before the final save: every tensor of the model's and
+        the EMA's state against rank 0's, bit for bit (a checksum could hide differences that cancel)."""
         if self.world == 1:
             return
-        s = torch.stack([sum(p.double().sum() for p in self.model.parameters())])
-        lo, hi = s.clone(), s.clone()
-        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
-        if not torch.equal(lo, hi):
-            raise RuntimeError(f"DDP replicas diverged: weight checksums {lo.item()} vs {hi.item()}")
+        differ = []
+        for prefix, module in (("model", self.model), ("ema", self.ema)):
+            for name, t in module.state_dict().items():
+                mine = t.detach().to(self.comm)
+                ref = mine.clone()
+                dist.broadcast(ref, src=0)
+                if not torch.equal(ref, mine):
+                    differ.append(f"{prefix}.{name}")
+        bad = torch.tensor([float(len(differ))], device=self.comm)
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if bad.item():
+            raise RuntimeError(f"DDP replicas diverged: rank {self.rank} differs from rank 0 in "
+                               f"{len(differ)} tensors {differ[:3]} (another rank's differences make this rank stop)")
 
     # -- the loop ------------------------------------------------------------------------------------------
     def fit(self, progress: bool = True) -> None:
@@ -288,17 +359,26 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True, ov
     """Train (or resume) and return the Trainer; writes OUT/checkpoint.safetensors and OUT/ema.safetensors.
 
     A fresh run (no `resume`) refuses an --out-dir holding another run's files unless `overwrite`.
-    Rank 0 holds the folder's lock for the run, so a second training into it is refused.
+    Rank 0 alone touches the run folder: it checks it, holds its lock for the run (so a second training
+    into it is refused) and writes it; on other nodes the folder need not exist.
     """
-    check_out_dir(cfg.out_dir, resume, overwrite)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("WORLD_SIZE", "1"))))
+    rank, _, _, local_world = dist_env()
+    if rank == 0:
+        check_out_dir(cfg.out_dir, resume, overwrite)
+    # the node's cores are shared by the processes on this node (LOCAL_WORLD_SIZE), not by the whole world
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
     np.seterr(all="ignore")
     out = Path(cfg.out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rank0 = int(os.environ.get("RANK", "0")) == 0
-    with output_lock(out) if rank0 else contextlib.nullcontext():
-        trainer = Trainer(cfg)
-        if resume:
-            trainer.resume(resume)
-        trainer.fit(progress)
+    if rank == 0:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    trainer = None
+    try:
+        with output_lock(out) if rank == 0 else contextlib.nullcontext():
+            trainer = Trainer(cfg)
+            if resume:
+                trainer.resume(resume)
+            trainer.fit(progress)
+    finally:
+        if trainer is not None and trainer.owns_group and dist.is_initialized():
+            dist.destroy_process_group()  # NCCL warns at exit about a group left open
     return trainer

@@ -28,7 +28,9 @@ def _add_model_args(p) -> None:
                    help="v1-inference.yaml for a single-file checkpoint (converted offline)")
     p.add_argument("--config-dir", default=None, metavar="DIR",
                    help="diffusers-layout config folder for a single-file checkpoint (default: SD v1's)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:N]")
+    from difflab.device import add_device_arg
+
+    add_device_arg(p)
 
 
 def _train(args) -> int:
@@ -134,7 +136,9 @@ def register(subparsers) -> None:
     p.add_argument("--concepts", required=True, metavar="DIR", help="reference photos in DIR/<key>/")
     p.add_argument("--clip", required=True, metavar="CLIP_DIR", help="transformers CLIPModel folder")
     p.add_argument("--report", default=None, help="scores JSON (default OUT/scores.json)")
-    p.add_argument("--device", default="cpu")
+    from difflab.device import add_device_arg
+
+    add_device_arg(p)
     p.set_defaults(func=_score)
 
     p = jobs.add_parser("compose", help="several concepts in one image: masked multi-path sampling",

@@ -103,9 +103,11 @@ def generate(prompts_file, out_dir, model, embed_files, per_prompt: int = 25, st
              overwrite: bool = False, resume: bool = False, device: str = "auto", original_config=None,
              config_dir=None, progress: bool = True) -> list[Path]:
     """`difflab ti generate`: load SD + embeddings, write the layout into `out_dir`."""
+    from difflab.device import resolve_device
     from difflab.personalize.sd import load_sd
 
     check_numbers(per_prompt, steps, guidance, batch_size, size)
+    resolve_device(device)  # refused in one line before any loading
     concepts = load_prompts(prompts_file)
     if not embed_files:
         raise DifflabError("no --embeds given: pass the learned_embeds.safetensors of the prompts' tokens")

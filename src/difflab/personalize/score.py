@@ -96,7 +96,7 @@ def format_report(results: list[PromptScore]) -> str:
     return "\n".join(lines)
 
 
-def score(prompts_file, out_dir, concepts_dir, clip_dir, report=None, device: str = "cpu"):
+def score(prompts_file, out_dir, concepts_dir, clip_dir, report=None, device: str = "auto"):
     """`difflab ti score`: returns (results, report text); writes the scores as JSON to `report`."""
     from difflab.clip.model import ClipScorer
 

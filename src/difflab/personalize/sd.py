@@ -36,12 +36,11 @@ MODEL_INDEX = {"_class_name": "StableDiffusionPipeline", "feature_extractor": [N
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DifflabError(f"device {device!r}: CUDA is not available on this machine")
-    return torch.device(device)
+    """'auto' -> cuda when available, else cpu: difflab.device.resolve_device, the helper every job uses
+    (its one-line errors name the devices that exist)."""
+    from difflab.device import resolve_device
+
+    return resolve_device(device)
 
 
 def write_sd_v1_config(out_dir) -> Path:

@@ -204,9 +204,11 @@ def train(model: str, images_dir, out_dir, cfg: TrainConfig, resume: str | None 
           overwrite: bool = False, device: str = "auto", original_config=None, config_dir=None,
           progress: bool = True):
     """Train one concept; returns the trainer. See the module docstring for the files written."""
+    from difflab.device import resolve_device
     from difflab.io import inplace_output_dir
 
     cfg.check()
+    resolve_device(device)  # a --device that does not exist fails before the output folder is made
     out = Path(out_dir)
     path = None
     if resume:
