@@ -190,3 +190,29 @@ def test_distill_config_validation():
         DistillConfig(lr=float("nan"))
     with pytest.raises(DifflabError, match="guidance_min"):
         DistillConfig(guidance_min=6.0)
+
+
+def test_loss_is_zero_at_the_exact_targets_in_both_output_forms(distilled, tiny_unet):
+    """At the x0 step the exact x0 target, elsewhere the exact eps target, give zero loss; the sampler,
+    fed through student_output_to_eps, then lands on the teacher's states."""
+    from difflab.digits.distill import jump_coefficients, student_output_to_eps, x0_output_steps
+
+    cfg, _ = distilled
+    schedule = NoiseSchedule()
+    grid = student_timesteps(schedule, cfg.student_steps)
+    data = load_trajectories(f"{cfg.out_dir}/trajectories", grid)
+    trainer = StudentTrainer(cfg, tiny_unet, schedule, data)
+    c = jump_coefficients(schedule, grid).float()
+    assert x0_output_steps(grid) == [999]
+    sampler = student_sampler(schedule, cfg.student_steps)
+    for k, t in enumerate(grid):
+        x_t, x_next = data["x"][:, k], data["x"][:, k + 1]
+        if t in trainer.x0_steps:
+            out = (x_next - c[k, 2] * x_t) / c[k, 3]  # exact x0
+        else:
+            out = (x_next - c[k, 0] * x_t) / c[k, 1]  # exact eps
+        kk = torch.full((len(x_t),), k)
+        assert trainer.loss(out, x_t, x_next, kk).item() < 1e-8
+        assert trainer.loss(out + 0.1, x_t, x_next, kk).item() > 1e-4
+        eps = student_output_to_eps(out, x_t, t, schedule, trainer.x0_steps)
+        assert torch.allclose(sampler.step(eps, t, x_t).prev_sample, x_next, atol=3e-5)

@@ -16,9 +16,17 @@ def _train(args):
                       num_res_blocks=args.num_res_blocks, attention_levels=tuple(args.attention_levels))
     names = {f.name for f in fields(TrainConfig)} - {"unet"}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names}, unet=unet)
-    trainer = train(cfg, resume=args.resume)
+    trainer = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if trainer.rank == 0:
         print(f"EMA weights: {cfg.out_dir}/ema.safetensors (step {trainer.step})")
+
+
+def _info(args):
+    import json
+
+    from difflab.digits.info import checkpoint_info
+
+    print(json.dumps(checkpoint_info(args.model), indent=2))
 
 
 def _train_classifier(args):
@@ -162,6 +170,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("train", help="train the conditional DDPM (torchrun-capable)")
     p.add_argument("--out-dir", default=d.out_dir)
     p.add_argument("--resume", default=None, help="'latest' or a checkpoint path")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --out-dir that holds another run's checkpoint (default: refuse)")
     for name in ("steps", "batch_size", "warmup_steps", "seed", "train_size", "ckpt_every",
                  "num_train_timesteps"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
@@ -194,6 +204,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = dsub.add_parser("generate", help="generate N images per digit per domain in the standard layout")
     _add_generate_args(p, g)
     p.set_defaults(func=_generate)
+
+    p = dsub.add_parser("info", help="a digit checkpoint's config, schedule and training record as JSON")
+    p.add_argument("--model", default="teacher", help="teacher, student or a .safetensors path (default: %(default)s)")
+    p.set_defaults(func=_info)
 
     p = dsub.add_parser("eval", help="accuracy and Fréchet distance of generated digits")
     p.add_argument("out_dir")

@@ -12,14 +12,9 @@ on the CPU, bf16 or fp16 on CUDA by what the card supports). Same seed -> same i
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +23,7 @@ from tqdm import tqdm
 from difflab.data import DOMAINS
 from difflab.device import autocast, check_device, cpu_generator, move, randn, resolve_device, sync
 from difflab.errors import DifflabError
-from difflab.io import save_png, to_uint8
+from difflab.io import save_png, staged_output_dir, to_uint8
 from difflab.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn
 from difflab.viz import grid, save_image
 
@@ -125,12 +120,23 @@ def make_sampler(cfg: GenerateConfig, schedule, model=None):
     return make_solver(cfg.sampler, schedule, steps, karras=cfg.karras, clip_x0=1.0)
 
 
-def make_eps_fn(model, cfg: GenerateConfig, digits: torch.Tensor, domains: torch.Tensor):
-    """eps_fn(x_t, t) for one chunk: the student in one pass with w as input, the teacher through CFG."""
-    if student_info(model) is not None:
+def make_eps_fn(model, cfg: GenerateConfig, digits: torch.Tensor, domains: torch.Tensor, schedule=None):
+    """eps_fn(x_t, t) for one chunk: the student in one pass with w as input, the teacher through CFG.
+
+    A student's output means x0 at its `x0_steps` (where eps is ill-conditioned, see digits/distill.py);
+    it is turned into the eps the DDIM step expects, in float32."""
+    info = student_info(model)
+    if info is not None:
+        from difflab.digits.distill import student_output_to_eps
+
         w = torch.full((len(digits),), float(cfg.guidance), device=digits.device)
-        return lambda x, t: model(x, torch.full((len(digits),), t, dtype=torch.long, device=x.device), digits,
-                                  domains, w)
+        x0_steps = info.get("x0_steps", [])
+
+        def student_eps(x, t):
+            out = model(x, torch.full((len(digits),), t, dtype=torch.long, device=x.device), digits, domains, w)
+            return student_output_to_eps(out, x, t, schedule, x0_steps)
+
+        return student_eps
     interval = {} if cfg.guidance_interval is None else {"guidance_interval": cfg.guidance_interval}
     return cfg_eps_fn(model, digits, domains, cfg.guidance, null_domain=None if cfg.guide == "digit" else 2,
                       **interval)
@@ -177,7 +183,7 @@ def sample_chunks(model, schedule, cfg: GenerateConfig, domains=DOMAINS, progres
         x_T = randn((len(chunk), 3, 28, 28), g, device)
         digits = torch.tensor([d for _, d, _ in chunk], device=device)
         doms = torch.tensor([DOMAINS.index(m) for m, _, _ in chunk], device=device)
-        eps_fn = make_eps_fn(model, cfg, digits, doms)
+        eps_fn = make_eps_fn(model, cfg, digits, doms, schedule)
         gc = cpu_generator(cfg.seed * 100_003 + c + 1)  # per-step noise (DDPM, eta > 0): CPU too
 
         def step_cb(out, c=c):
@@ -192,33 +198,6 @@ def sample_chunks(model, schedule, cfg: GenerateConfig, domains=DOMAINS, progres
                                "and the guidance; nothing was written")
         yield chunk, x0.clamp(-1, 1).cpu()
     bar.close()
-
-
-@contextlib.contextmanager
-def staged_output_dir(out_dir, overwrite: bool):
-    """Build the output in a hidden sibling folder; move it into place only when complete, so a failure
-    never leaves a half-written OUT, and an existing one is replaced only on success."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise DifflabError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DifflabError(f"{out}: output folder is not empty (pass --overwrite to replace it)")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    except OSError as e:
-        raise DifflabError(f"{out}: output folder is not writable ({e.strerror})") from None
-    try:
-        yield stage
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(stage, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, out)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def generate(out_dir, model, schedule, cfg: GenerateConfig, overwrite: bool = False, progress: bool = True

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from difflab.errors import DifflabError
-from difflab.io import load_checkpoint, save_checkpoint
+from difflab.io import check_float_weights, load_checkpoint, save_checkpoint
 from difflab.models.unet import ConditionalUNet, UNetConfig
 from difflab.schedule import NoiseSchedule
 
@@ -55,6 +55,7 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], pa
             k = wrong[0]
             detail.append(f"shape mismatch at {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}")
         raise DifflabError(f"{path}: weights do not match the model config ({'; '.join(detail)})")
+    check_float_weights(state, path, own)  # integer weights would be cast silently into garbage
     model.load_state_dict(state)
 
 

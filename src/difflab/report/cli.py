@@ -27,7 +27,7 @@ def _gen_config(args):
 
     return GenerateConfig(per_digit=args.per_digit, model=args.model, guidance=getattr(args, "guidance_scale", 0.0),
                           steps=args.steps, sampler=args.sampler, eta=args.eta, seed=args.seed,
-                          batch_size=args.batch_size, bf16=not args.fp32)
+                          batch_size=args.batch_size, bf16=not args.fp32, device=args.device)
 
 
 def _reverse(args):
@@ -88,8 +88,10 @@ def _report(args):
 
 
 def _add_gen(p, g, per_digit: int):
+    from difflab.device import add_device_arg
     from difflab.digits.generate import GENERATE_SAMPLERS
 
+    add_device_arg(p)
     p.add_argument("--model", default="teacher", help="teacher, student or a digit model .safetensors "
                    "(default: %(default)s)")
     p.add_argument("--per-digit", type=int, default=per_digit, help=f"images per digit and domain ({per_digit})")

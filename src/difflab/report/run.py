@@ -104,10 +104,10 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
                progress: bool = True, student_path="student") -> dict:
     """Write the report; return report.json's content ({'sections': {name: seconds}, 'numbers', ...})."""
     from difflab.digits.classify import default_classifier_path, load_classifier
-    from difflab.digits.generate import staged_output_dir
     from difflab.digits.model_io import DEFAULT_MODEL, load_digit_model
     from difflab.digits.reverse import parse_timesteps
     from difflab.digits.sweep import parse_scales
+    from difflab.io import staged_output_dir
     from difflab.report import ddim as ddim_sections
     from difflab.report import digits, extras, fewstep
 
