@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from difflab.errors import DifflabError
-from difflab.io import atomic_path, inplace_output_dir, prepare_output_dir, staged_output_dir
+from difflab.io import atomic_path, inplace_output_dir, staged_output_dir
 
 
 def _dead_pid() -> int:
@@ -142,18 +142,20 @@ def test_inplace_keeps_partial_output_but_not_an_empty_folder(tmp_path):
         assert list(d.iterdir()) == []
 
 
-def test_prepare_output_dir_refusals(tmp_path):
+def test_staged_output_dir_refusals(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(DifflabError, match="not a folder"):
-        prepare_output_dir(tmp_path / "file", overwrite=True)
     with pytest.raises(DifflabError, match="not a folder"):
         with staged_output_dir(tmp_path / "file", overwrite=True):
             pass
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(DifflabError, match="not empty"):
-        prepare_output_dir(tmp_path / "full", overwrite=False)
-    assert list(prepare_output_dir(tmp_path / "full", overwrite=True).iterdir()) == []
+        with staged_output_dir(tmp_path / "full", overwrite=False):
+            pass
+    assert (tmp_path / "full" / "x").read_text() == "x"
+    with staged_output_dir(tmp_path / "full", overwrite=True) as stage:
+        assert list(stage.iterdir()) == []
+    assert list((tmp_path / "full").iterdir()) == []
 
 
 def test_symlinked_output_is_replaced_without_touching_its_target(tmp_path):

@@ -11,8 +11,7 @@ Policy for every command that writes a folder OUT (re-exported by `difflab.io`):
   the only copy of the previous output).
 - permissions: folders follow the umask (mkdtemp alone makes them 0700).
 `inplace_output_dir` is the variant for runs whose partial output must survive a crash (training
-checkpoints, `--resume`): locked, but written in place. `prepare_output_dir` is the old unlocked,
-unstaged check, kept only for callers not moved yet (the ddim commands).
+checkpoints, `--resume`): locked, but written in place.
 """
 
 from __future__ import annotations
@@ -211,16 +210,3 @@ def _make_writable_dir(out: Path) -> None:
     except OSError as e:
         raise DifflabError(f"{out}: output folder is not writable ({e.strerror})") from None
 
-
-def prepare_output_dir(path, overwrite: bool) -> Path:
-    """Create an output folder; refuse a non-empty one unless overwrite (then empty it first).
-
-    Neither locked nor staged: a failure later leaves a partial folder, and --overwrite deletes the old
-    output before the new one exists. Kept only for callers not yet moved to `staged_output_dir`.
-    """
-    path = Path(path)
-    _prepare_parent(path)
-    if _refuse_non_empty(path, overwrite):
-        shutil.rmtree(path)
-    _make_writable_dir(path)
-    return path

@@ -6,6 +6,7 @@ Module level imports stay light (argparse + the config dataclass): torch and fri
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from difflab.ddim.config import ETA_GRID, FINAL_ALPHAS, PIXEL_MODES, SAMPLERS, DDIMConfig
 from difflab.errors import DifflabError
@@ -71,17 +72,16 @@ def _mse(args):
 
 def _eta_grid(args):
     from difflab.ddim.run import eta_grid, starting_noise
-    from difflab.io import prepare_output_dir
+    from difflab.io import staged_output_dir
     from difflab.viz import save_image
 
     if args.columns < 1:
         raise DifflabError(f"--columns must be at least 1, got {args.columns}")
     cfg, model = _config(args), _model(args)
-    stems, noise = starting_noise(model, args.noise_dir, args.columns, cfg.seed, args.shape)
-    image = eta_grid(model, cfg, args.etas, stems, noise)
-    out = prepare_output_dir(args.out_dir, args.overwrite) / "eta_grid.png"
-    save_image(image, out)
-    print(out)
+    with staged_output_dir(args.out_dir, args.overwrite) as stage:
+        stems, noise = starting_noise(model, args.noise_dir, args.columns, cfg.seed, args.shape)
+        save_image(eta_grid(model, cfg, args.etas, stems, noise), stage / "eta_grid.png")
+    print(Path(args.out_dir) / "eta_grid.png")
 
 
 def _interpolate(args):
@@ -91,7 +91,7 @@ def _interpolate(args):
     from difflab.ddim.interpolate import interpolate, save_norms_plot
     from difflab.ddim.noise import load_noise_file
     from difflab.ddim.run import starting_noise
-    from difflab.io import atomic_path, prepare_output_dir
+    from difflab.io import atomic_path, staged_output_dir
     from difflab.viz import save_image
 
     cfg, model = _config(args), _model(args)
@@ -107,18 +107,18 @@ def _interpolate(args):
     if args.num < 2:
         raise DifflabError(f"--num must be at least 2, got {args.num}")
     alphas = [round(i / (args.num - 1), 6) for i in range(args.num)]
-    image, norms = interpolate(model, cfg, x0, x1, alphas)
-    out = prepare_output_dir(args.out_dir, args.overwrite)
-    save_image(image, out / "interpolation.png")
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["alpha", "slerp_norm", "lerp_norm", "sqrt_D"])
-    dim = x0.numel()
-    for a, s, l in norms:
-        w.writerow([f"{a:.2f}", f"{s:.4f}", f"{l:.4f}", f"{dim ** 0.5:.4f}"])
-    with atomic_path(out / "norms.csv") as tmp:
-        tmp.write_text(buf.getvalue())
-    save_norms_plot(norms, dim, out / "norms.png")
+    out, dim = Path(args.out_dir), x0.numel()
+    with staged_output_dir(out, args.overwrite) as stage:
+        image, norms = interpolate(model, cfg, x0, x1, alphas)
+        save_image(image, stage / "interpolation.png")
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["alpha", "slerp_norm", "lerp_norm", "sqrt_D"])
+        for a, s, l in norms:
+            w.writerow([f"{a:.2f}", f"{s:.4f}", f"{l:.4f}", f"{dim ** 0.5:.4f}"])
+        with atomic_path(stage / "norms.csv") as tmp:
+            tmp.write_text(buf.getvalue())
+        save_norms_plot(norms, dim, stage / "norms.png")
     print(f"noise norms (a standard Gaussian in D={dim} dims sits near sqrt(D) = {dim ** 0.5:.2f}):")
     print(f"{'alpha':>6}{'|slerp|':>10}{'|lerp|':>10}")
     for a, s, l in norms:
@@ -143,13 +143,13 @@ def _invert(args):
 
 def _noise(args):
     from difflab.ddim.noise import make_noise, save_noise, stem_names
-    from difflab.io import prepare_output_dir
+    from difflab.io import staged_output_dir
 
     x = make_noise(args.count, tuple(args.shape), args.seed)
-    out = prepare_output_dir(args.out_dir, args.overwrite)
-    for stem, z in zip(stem_names(args.count), x):
-        save_noise(out / f"{stem}.pt", z)
-    print(f"{args.count} noise tensors (1, {', '.join(map(str, args.shape))}) -> {out}")
+    with staged_output_dir(args.out_dir, args.overwrite) as stage:
+        for stem, z in zip(stem_names(args.count), x):
+            save_noise(stage / f"{stem}.pt", z)
+    print(f"{args.count} noise tensors (1, {', '.join(map(str, args.shape))}) -> {Path(args.out_dir)}")
 
 
 def _add_model(p):

@@ -22,7 +22,7 @@ from difflab.ddim.config import DDIMConfig
 from difflab.ddim.loaders import EpsModel
 from difflab.ddim.noise import load_noise_dir, make_noise, natural_key, save_noise, stem_names
 from difflab.errors import DifflabError
-from difflab.io import load_image, prepare_output_dir, save_png, to_uint8
+from difflab.io import load_image, save_png, staged_output_dir, to_uint8
 from difflab.sampling import DDIMSampler
 from difflab.solvers import DPMSolverPP2M, UniPC
 
@@ -83,13 +83,14 @@ def sample_dir(noise_dir, out_dir, model: EpsModel, cfg: DDIMConfig, overwrite: 
     cfg.check()
     sampler = cfg.sampler(cfg.schedule(model.schedule))
     stems, noise = load_noise_dir(noise_dir, model.sample_shape)
-    out = prepare_output_dir(out_dir, overwrite)
-    t0 = time.perf_counter()
-    images = run_sampler(model, sampler, noise, cfg.seed, cfg.batch_size, progress=progress,
-                         desc="DDIM" if cfg.sampler_name == "ddim" else cfg.sampler_name)
-    seconds = time.perf_counter() - t0
-    for stem, im in zip(stems, to_uint8(images, cfg.to_pixels)):
-        save_png(out / f"{stem}.png", im)
+    # built aside and swapped in complete: a failed run leaves no OUT and keeps an old one
+    with staged_output_dir(out_dir, overwrite) as out:
+        t0 = time.perf_counter()
+        images = run_sampler(model, sampler, noise, cfg.seed, cfg.batch_size, progress=progress,
+                             desc="DDIM" if cfg.sampler_name == "ddim" else cfg.sampler_name)
+        seconds = time.perf_counter() - t0
+        for stem, im in zip(stems, to_uint8(images, cfg.to_pixels)):
+            save_png(out / f"{stem}.png", im)
     return {"stems": stems, "seconds": seconds, "steps": len(sampler.timesteps)}
 
 
@@ -158,24 +159,24 @@ def invert_dir(images_dir, out_dir, model: EpsModel, cfg: DDIMConfig, overwrite:
     schedule = cfg.schedule(model.schedule)
     sampler = cfg.sampler(schedule, eta=0.0)  # inversion is the deterministic ODE only
     stems, x0 = load_image_dir(images_dir, model.sample_shape)
-    out = prepare_output_dir(out_dir, overwrite)
-    t0 = time.perf_counter()
-    noises = []
-    with tqdm(total=len(x0) * len(sampler.timesteps), desc="inverting", disable=not progress,
-              dynamic_ncols=True, leave=False) as bar, torch.inference_mode():
-        for s in range(0, len(x0), cfg.batch_size):
-            batch = x0[s:s + cfg.batch_size].to(model.device)
-            noises.append(sampler.invert(model, batch, lambda _o, n=len(batch): bar.update(n),
-                                         cfg.invert_iters).cpu())
-    noise = torch.cat(noises)
-    recon = run_sampler(model, sampler, noise, cfg.seed, cfg.batch_size, progress=progress,
-                        desc="re-sampling")
-    seconds = time.perf_counter() - t0
-    for stem, z in zip(stems, noise):
-        save_noise(out / f"{stem}.pt", z)
-    # the images came in as pixel / 127.5 - 1, so "clamp" is the inverse mapping here, whatever --to-pixels
-    for stem, im in zip(stems, to_uint8(recon, "clamp")):
-        save_png(out / "reconstructed" / f"{stem}.png", im)
+    with staged_output_dir(out_dir, overwrite) as out:
+        t0 = time.perf_counter()
+        noises = []
+        with tqdm(total=len(x0) * len(sampler.timesteps), desc="inverting", disable=not progress,
+                  dynamic_ncols=True, leave=False) as bar, torch.inference_mode():
+            for s in range(0, len(x0), cfg.batch_size):
+                batch = x0[s:s + cfg.batch_size].to(model.device)
+                noises.append(sampler.invert(model, batch, lambda _o, n=len(batch): bar.update(n),
+                                             cfg.invert_iters).cpu())
+        noise = torch.cat(noises)
+        recon = run_sampler(model, sampler, noise, cfg.seed, cfg.batch_size, progress=progress,
+                            desc="re-sampling")
+        seconds = time.perf_counter() - t0
+        for stem, z in zip(stems, noise):
+            save_noise(out / f"{stem}.pt", z)
+        # the images came in as pixel / 127.5 - 1, so "clamp" is the inverse mapping here, whatever --to-pixels
+        for stem, im in zip(stems, to_uint8(recon, "clamp")):
+            save_png(out / "reconstructed" / f"{stem}.png", im)
     err = ((recon.double() + 1) / 2).clamp(0, 1) - (x0.double() + 1) / 2
     mse = err.pow(2).flatten(1).mean(1).tolist()
     return {"stems": stems, "mse": mse, "noise_std": noise.flatten(1).std(1).tolist(), "seconds": seconds}
