@@ -10,6 +10,12 @@ import math
 
 from difflab.errors import DifflabError
 
+# the largest count any flag takes (images, steps, sizes, batch): 2**31 - 1, a C int. Beyond it a request
+# cannot finish (or overflows torch's sizes), so it is refused as a typo before any work
+MAX_COUNT = 2**31 - 1
+# useful CFG scales are ~1-20; far above, the guided prediction only saturates (and 1e30 overflows to inf)
+MAX_GUIDANCE = 100.0
+
 
 def _flag(name: str) -> str:
     return name if name.startswith("-") else "--" + name.replace("_", "-")
@@ -28,9 +34,39 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
         raise DifflabError(f"{_flag(name)} must be in {lo}, {hi}, got {value:g}")
 
 
-def check_count(name: str, value, minimum: int = 1) -> None:
-    """Refuse a non-integer or an integer below `minimum`."""
+def check_count(name: str, value, minimum: int = 1, maximum: int = MAX_COUNT) -> None:
+    """Refuse a non-integer or an integer outside [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise DifflabError(f"{_flag(name)} must be a whole number, got {value!r}")
     if value < minimum:
         raise DifflabError(f"{_flag(name)} must be at least {minimum}, got {value}")
+    if value > maximum:
+        raise DifflabError(f"{_flag(name)} must be at most {maximum}, got {value}")
+
+
+def check_seed(name: str, value) -> None:
+    """Seeds are whole numbers in [0, 2**32): jobs derive per-chunk and per-rank seeds from them (seed *
+    100003 + i), which must stay within torch's 64-bit seeds; negative seeds are refused everywhere."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DifflabError(f"{_flag(name)} must be a whole number, got {value!r}")
+    if not 0 <= value < 2**32:
+        raise DifflabError(f"{_flag(name)} must be at least 0 and below 2**32, got {value}")
+
+
+def check_guidance(name: str, value) -> None:
+    """A classifier-free guidance scale: finite, in [0, MAX_GUIDANCE]."""
+    check_number(name, value, 0, MAX_GUIDANCE)
+
+
+def check_weight_decay(lr: float, weight_decay: float) -> None:
+    """AdamW multiplies the weights by 1 - lr * weight_decay each step: at 1 or more that wipes or flips
+    them, so the product must stay below 1 (both already checked finite and >= 0)."""
+    if lr * weight_decay >= 1:
+        raise DifflabError(f"--weight-decay {weight_decay:g} times --lr {lr:g} must be below 1 (AdamW scales "
+                           "the weights by 1 - lr * weight_decay each step)")
+
+
+def check_digit(name: str, value) -> None:
+    """A digit class: a whole number in 0..9."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
+        raise DifflabError(f"{_flag(name)} must be in 0..9, got {value!r}")

@@ -100,7 +100,7 @@ def test_eta_grid(tmp_path, capsys, noise_dir, model_args):
     im = Image.open(tmp_path / "g" / "eta_grid.png")
     assert im.width > 2 * 84 and im.height > 2 * 84  # 28 px tiles upscaled x3, plus labels
     rc, _, err = run(capsys, "eta-grid", tmp_path / "g2", *model_args, "--etas", "0", "1.2")
-    assert rc == 2 and "eta must be in [0, 1]" in err
+    assert rc == 2 and "--etas must be in [0, 1]" in err
 
 
 def test_interpolate(tmp_path, capsys, digits_ckpt, model_args):

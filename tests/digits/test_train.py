@@ -102,7 +102,9 @@ def test_ddp_two_processes(tmp_path):
 
 @pytest.mark.parametrize("field, value, message", [
     ("lr", float("nan"), "--lr must be a finite number"), ("lr", float("inf"), "--lr must be a finite number"),
-    ("lr", 0.0, r"--lr must be in \(0, inf\)"), ("steps", 0, "--steps must be at least 1"),
+    ("lr", 0.0, r"--lr must be in \(0, 1\]"), ("lr", 1e30, r"--lr must be in \(0, 1\]"),
+    ("weight_decay", 1e30, "times --lr .* must be below 1"), ("seed", -1, "at least 0"),
+    ("steps", 0, "--steps must be at least 1"), ("steps", 10**30, "--steps must be at most 2147483647"),
     ("steps", -5, "--steps must be at least 1"), ("batch_size", 0, "--batch-size must be at least 1"),
     ("ckpt_every", 0, "--ckpt-every must be at least 1"), ("log_every", 0, "--log-every must be at least 1"),
     ("warmup_steps", -1, "--warmup-steps must be at least 0"), ("train_size", 0, "--train-size must be at least 1"),

@@ -100,9 +100,10 @@ def test_compose_refuses_non_finite_numbers_before_loading(tmp_path, flag, value
 
     from difflab.personalize.compose_cli import run_compose
 
-    args = argparse.Namespace(num=1, steps=1, guidance=7.5, feather=1.0, region=[], model="not-loaded",
-                              out=str(tmp_path / "out"))
+    args = argparse.Namespace(num=1, steps=1, guidance=7.5, feather=1.0, base_weight=0.0, seed=0, size=None,
+                              region=[], model="not-loaded", out=str(tmp_path / "out"))
     setattr(args, flag, value)
-    with pytest.raises(DifflabError, match=f"--{flag} must be a finite number"):
+    # NaN/inf: "must be a finite number"; -1: "must be in [0, ...]"
+    with pytest.raises(DifflabError, match=f"--{flag} must be (a finite number|in )"):
         run_compose(args)
     assert not (tmp_path / "out").exists()

@@ -109,7 +109,7 @@ def test_bad_inputs(tmp_path, tiny_sd_dir, photos_dir, pipe):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("lr", float("nan"), "--lr must be a finite number"), ("lr", 0.0, r"--lr must be in \(0, inf\)"),
+    ("lr", float("nan"), "--lr must be a finite number"), ("lr", 0.0, r"--lr must be in \(0, 1\]"),
     ("checkpoint_every", 0, "--checkpoint-every must be at least 1"), ("flip", 1.5, r"--flip must be in \[0, 1\]"),
     ("validate_every", -1, "--validate-every must be at least 0"), ("weight_decay", float("inf"), "finite"),
 ])

@@ -33,8 +33,9 @@ def make_ctx(tmp_path, tiny_model, classifiers, data_root, student_path, **cfg) 
     path, model, schedule = tiny_model
     stage = tmp_path / "out"
     stage.mkdir(parents=True)
-    # 1 image per digit and domain in one chunk: every candidate runs in well under a second
-    cfg = ReportConfig(**{"per_digit": 1, "batch_size": 20, **cfg})
+    # 1 image per digit and domain in one chunk: every candidate runs in well under a second (and so 1
+    # image to invert: ReportConfig refuses more than --per-digit)
+    cfg = ReportConfig(**{"per_digit": 1, "batch_size": 20, "invert_count": 1, **cfg})
     student = None if student_path is None else str(student_path)
     return Context(stage, str(stage), cfg, str(path), model, schedule, classifiers, str(data_root), progress=False,
                    report_command="difflab report OUT", student_path=student)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from difflab.errors import DifflabError
+from difflab.checks import check_count
 
 
 @dataclass
@@ -22,12 +22,15 @@ class ZeroShotConfig:
     top_k: int = 5
     n_cases: int = 5
 
+    def __post_init__(self):
+        """Checked when built, so the CLI, the API and the report share one check."""
+        self.validate()
+
     def validate(self) -> None:
         """Refuse impossible numbers and a device that does not exist before any model is loaded."""
-        from difflab.device import resolve_device  # here: this module stays free of torch at import
+        from difflab.device import check_device  # here: this module stays free of torch at import
 
-        resolve_device(self.device)
-        for name, flag, low in (("batch_size", "--batch-size", 1), ("top_k", "--top-k", 1),
-                                ("n_cases", "--cases", 0)):
-            if int(getattr(self, name)) < low:
-                raise DifflabError(f"config.py: {flag} must be >= {low}, got {getattr(self, name)}")
+        check_device(self.device)
+        check_count("batch_size", self.batch_size)
+        check_count("top_k", self.top_k)
+        check_count("cases", self.n_cases, 0)

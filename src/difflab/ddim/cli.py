@@ -43,8 +43,13 @@ def _model(args):
 
 
 def _config(args) -> DDIMConfig:
+    """The DDIMConfig of the flags (it checks itself when built) and --shape, before any model or file is
+    read (--digit and --guidance are checked by `loaders.load_digits` before it reads the model)."""
     cfg = DDIMConfig(**{k: getattr(args, k) for k in CONFIG_FLAGS if hasattr(args, k)})
-    cfg.check()
+    if getattr(args, "shape", None) is not None:
+        from difflab.ddim.noise import check_shape
+
+        check_shape(args.shape)
     return cfg
 
 
@@ -71,13 +76,18 @@ def _mse(args):
 
 
 def _eta_grid(args):
+    from difflab.checks import check_count, check_number
     from difflab.ddim.run import eta_grid, starting_noise
     from difflab.io import staged_output_dir
     from difflab.viz import save_image
 
-    if args.columns < 1:
-        raise DifflabError(f"--columns must be at least 1, got {args.columns}")
-    cfg, model = _config(args), _model(args)
+    cfg = _config(args)
+    check_count("columns", args.columns)
+    if not args.etas:
+        raise DifflabError("--etas: give at least one value")
+    for eta in args.etas:
+        check_number("etas", eta, 0, 1)
+    model = _model(args)
     with staged_output_dir(args.out_dir, args.overwrite) as stage:
         stems, noise = starting_noise(model, args.noise_dir, args.columns, cfg.seed, args.shape)
         save_image(eta_grid(model, cfg, args.etas, stems, noise), stage / "eta_grid.png")
@@ -88,15 +98,18 @@ def _interpolate(args):
     import csv
     import io
 
+    from difflab.checks import check_count
     from difflab.ddim.interpolate import interpolate, save_norms_plot
     from difflab.ddim.noise import load_noise_file
     from difflab.ddim.run import starting_noise
     from difflab.io import atomic_path, staged_output_dir
     from difflab.viz import save_image
 
-    cfg, model = _config(args), _model(args)
+    cfg = _config(args)
+    check_count("num", args.num, 2)
     if (args.noise_a is None) != (args.noise_b is None):
         raise DifflabError("--noise-a and --noise-b go together (or give neither to draw both from --seed)")
+    model = _model(args)
     if args.noise_a is not None:
         x0 = load_noise_file(args.noise_a, model.sample_shape)
         x1 = load_noise_file(args.noise_b, model.sample_shape)
@@ -104,8 +117,6 @@ def _interpolate(args):
             raise DifflabError(f"{args.noise_b}: shape {tuple(x1.shape)} differs from {tuple(x0.shape)}")
     else:
         x0, x1 = starting_noise(model, None, 2, cfg.seed, args.shape)[1]
-    if args.num < 2:
-        raise DifflabError(f"--num must be at least 2, got {args.num}")
     alphas = [round(i / (args.num - 1), 6) for i in range(args.num)]
     out, dim = Path(args.out_dir), x0.numel()
     with staged_output_dir(out, args.overwrite) as stage:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from difflab.checks import check_count, check_number, check_seed
 from difflab.errors import DifflabError
 
 ETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # rows of `ddim eta-grid`
@@ -38,17 +38,26 @@ class DDIMConfig:
     to_pixels: str = "clamp"
     invert_iters: int = 1  # fixed-point iterations per inversion step (0: classic, diffusers' inverse)
 
+    def __post_init__(self):
+        """Checked when built, so the CLI, the API and the report share one check."""
+        self.check()
+
     def check(self) -> None:
-        if not (isinstance(self.eta, (int, float)) and 0.0 <= self.eta <= 1.0):
-            raise DifflabError(f"--eta must be in [0, 1], got {self.eta}")
-        if self.steps < 1:
-            raise DifflabError(f"--steps must be at least 1, got {self.steps}")
-        if self.invert_iters < 0:
-            raise DifflabError(f"--invert-iters must be >= 0, got {self.invert_iters}")
-        if self.batch_size < 1:
-            raise DifflabError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.clip_x0 is not None and not (math.isfinite(self.clip_x0) and self.clip_x0 > 0):
-            raise DifflabError(f"--clip-x0 must be a positive number, got {self.clip_x0}")
+        check_number("eta", self.eta, 0, 1)
+        check_count("steps", self.steps)
+        check_count("offset", self.offset, 0)  # its upper end depends on the schedule: the sampler checks it
+        check_count("invert_iters", self.invert_iters, 0)
+        check_count("batch_size", self.batch_size)
+        check_seed("seed", self.seed)
+        if self.clip_x0 is not None:
+            check_number("clip_x0", self.clip_x0, 0, low_open=True)
+        for name in ("beta_start", "beta_end"):  # None: the model's (checked together in `schedule`)
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), 0, 1, low_open=True, high_open=True)
+        if self.beta_start is not None and self.beta_end is not None and self.beta_start > self.beta_end:
+            raise DifflabError(f"--beta-start {self.beta_start:g} must not exceed --beta-end {self.beta_end:g}")
+        if self.train_timesteps is not None:
+            check_count("train_timesteps", self.train_timesteps)
         if self.to_pixels not in PIXEL_MODES:
             raise DifflabError(f"--to-pixels must be one of {', '.join(PIXEL_MODES)}, got {self.to_pixels!r}")
         if self.final_alpha not in FINAL_ALPHAS:

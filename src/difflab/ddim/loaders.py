@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from difflab.checks import check_digit, check_guidance
 from difflab.device import resolve_device
 from difflab.errors import DifflabError
 from difflab.io import check_finite, check_float_weights, load_torch_file, read_json
@@ -67,12 +68,10 @@ def load_digits(path=None, digit: int = 0, domain: str = "mnistm", guidance: flo
     from difflab.digits.model_io import DEFAULT_MODEL, load_digit_model
     from difflab.sampling import cfg_eps_fn
 
-    if not 0 <= digit <= 9:
-        raise DifflabError(f"--digit must be in 0..9, got {digit}")
+    check_digit("digit", digit)
     if domain not in DOMAINS:
         raise DifflabError(f"--domain must be one of {', '.join(DOMAINS)}, got {domain!r}")
-    if not guidance >= 0:
-        raise DifflabError(f"--guidance must be >= 0, got {guidance}")
+    check_guidance("guidance", guidance)
     dev = resolve_device(device)
     path = Path(path or DEFAULT_MODEL)
     if not path.is_file():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from difflab.checks import check_count, check_seed
 from difflab.errors import DifflabError
 from difflab.io import atomic_path, load_torch_file
 
@@ -72,10 +73,17 @@ def stem_names(n: int) -> list[str]:
     return [str(i).zfill(width) for i in range(n)]
 
 
+def check_shape(shape) -> None:
+    """--shape C H W: three sizes >= 1 (a size too big for memory is the CLI's one-line memory error)."""
+    if len(shape) != 3:
+        raise DifflabError(f"--shape must be three positive sizes C H W, got {tuple(shape)}")
+    for size in shape:
+        check_count("shape", size)
+
+
 def make_noise(n: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
     """n standard-normal tensors (n, C, H, W) from one generator seeded with `seed`."""
-    if n < 1:
-        raise DifflabError(f"--count must be at least 1, got {n}")
-    if len(shape) != 3 or min(shape) < 1:
-        raise DifflabError(f"--shape must be three positive sizes C H W, got {tuple(shape)}")
+    check_count("count", n)
+    check_shape(shape)
+    check_seed("seed", seed)
     return torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))

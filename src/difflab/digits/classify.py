@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from difflab.checks import check_count, check_number, check_seed
 from difflab.data import load_domain, to_model_range
 from difflab.device import module_device, resolve_device
 from difflab.digits.model_io import load_state_strict
@@ -58,6 +59,10 @@ def train_classifier(domain: str, out_path, epochs: int = 8, batch_size: int = 1
     """Train on the domain's train split on `device`; returns (model, accuracy on the val split); saves
     atomically. Batches and augmentation are drawn on the CPU (one CPU generator: the same batches on every
     device) and moved; the model stays on `device`."""
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("train_size", train_size)):
+        check_count(name, value)
+    check_number("lr", lr, 0, 1, low_open=True)
+    check_seed("seed", seed)
     dev = resolve_device(device)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)

@@ -89,8 +89,7 @@ def _generate(args):
     from difflab.digits.generate import generate, resolve
     from difflab.digits.model_io import load_digit_model
 
-    cfg = _gen_config(args)
-    cfg.check()
+    cfg = _gen_config(args)  # checks itself when built: before the model loads
     model, schedule, _ = load_digit_model(cfg.model)
     if cfg.guidance_interval is not None and cfg.guidance_interval[1] >= schedule.num_train_timesteps:
         raise DifflabError(f"--guidance-interval {args.guidance_interval}: timesteps run from 0 to "

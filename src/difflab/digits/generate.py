@@ -12,7 +12,6 @@ on the CPU, bf16 or fp16 on CUDA by what the card supports). Same seed -> same i
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, replace
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from difflab.checks import check_count, check_guidance, check_number, check_seed
 from difflab.data import DOMAINS
 from difflab.device import autocast, check_device, cpu_generator, move, randn, resolve_device, sync
 from difflab.errors import DifflabError
@@ -47,23 +47,24 @@ class GenerateConfig:
     karras: bool = False  # Karras sigmas for dpmpp-2m
     device: str = "auto"  # auto | cpu | cuda | cuda:N (difflab.device.resolve_device)
 
+    def __post_init__(self):
+        """Checked when built, so the CLI, the API and the report share one check."""
+        self.check()
+
     def check(self) -> None:
-        if self.per_digit < 1:
-            raise DifflabError(f"--per-digit must be at least 1, got {self.per_digit}")
-        if not (math.isfinite(self.guidance) and self.guidance >= 0):
-            raise DifflabError(f"--guidance must be a finite number >= 0, got {self.guidance}")
-        if self.steps is not None and self.steps < 1:
-            raise DifflabError(f"--steps must be at least 1, got {self.steps}")
+        check_count("per_digit", self.per_digit)
+        check_guidance("guidance", self.guidance)
+        if self.steps is not None:
+            check_count("steps", self.steps)
         if self.sampler is not None and self.sampler not in GENERATE_SAMPLERS:
             raise DifflabError(f"unknown sampler {self.sampler!r} (choose from {', '.join(GENERATE_SAMPLERS)})")
-        if not 0.0 <= self.eta <= 1.0:  # also refuses NaN
-            raise DifflabError(f"--eta must be in [0, 1], got {self.eta}")
+        check_number("eta", self.eta, 0, 1)
         if self.eta > 0 and (self.sampler or "ddim") != "ddim":
             raise DifflabError(f"--eta applies to the ddim sampler only, not {self.sampler}")
+        check_seed("seed", self.seed)
+        check_count("batch_size", self.batch_size)
         if self.guide not in ("digit", "both"):
             raise DifflabError(f"unknown guidance target {self.guide!r} (digit or both)")
-        if self.batch_size < 1:
-            raise DifflabError(f"--batch-size must be at least 1, got {self.batch_size}")
         check_device(self.device)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from difflab.checks import check_digit
 from difflab.data import DOMAINS
 from difflab.digits.generate import GenerateConfig, TimedModel, layout, make_sampler, resolve, sample_chunks
 from difflab.errors import DifflabError
@@ -88,8 +89,7 @@ def trajectories(model, schedule, cfg: GenerateConfig, digit: int, domains=DOMAI
                  ) -> dict[str, Trajectory]:
     """Replay `digits generate` for image (domain, digit, 1) of each domain -> {domain: Trajectory}."""
     cfg.check()
-    if not 0 <= digit <= 9:
-        raise DifflabError(f"--digit must be in 0..9, got {digit}")
+    check_digit("digit", digit)
     items = layout(cfg)  # generate always lays out both domains: positions depend on it
     where = {m: divmod(items.index((m, digit, 1)), cfg.batch_size) for m in domains}  # (chunk, row)
     wanted = {c for c, _ in where.values()}

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import shutil
 import time
 from dataclasses import replace
 
 import numpy as np
 
+from difflab.checks import MAX_GUIDANCE
 from difflab.data import DOMAINS
 from difflab.digits.generate import GenerateConfig, generate
 from difflab.errors import DifflabError
@@ -40,8 +40,8 @@ def parse_scales(text: str | list, flag: str = "--guidance") -> list[float]:
     if not scales:
         raise DifflabError(f"{flag}: give at least one scale")
     for w in scales:
-        if not math.isfinite(w) or w < 0:
-            raise DifflabError(f"{flag}: scales must be finite and >= 0, got {w:g}")
+        if not 0 <= w <= MAX_GUIDANCE:  # also refuses NaN and inf
+            raise DifflabError(f"{flag}: scales must be finite and >= 0 (at most {MAX_GUIDANCE:g}), got {w:g}")
     if len(set(scales)) != len(scales):
         raise DifflabError(f"{flag}: {text!r} repeats a scale")
     return scales

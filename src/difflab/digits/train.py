@@ -29,7 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from difflab.checks import check_count, check_number
+from difflab.checks import check_count, check_number, check_seed, check_weight_decay
 from difflab.data import DOMAINS, load_domain
 from difflab.device import (
     autocast,
@@ -80,12 +80,11 @@ class TrainConfig:
         for name in ("steps", "batch_size", "train_size", "ckpt_every", "log_every", "num_train_timesteps"):
             check_count(name, getattr(self, name), 1)
         check_count("warmup_steps", self.warmup_steps, 0)
-        check_count("seed", self.seed, 0)
-        if self.seed >= 2**32:  # seed * 1000 + rank must stay a valid torch seed
-            raise DifflabError(f"--seed must be below 2**32, got {self.seed}")
-        check_number("lr", self.lr, 0, low_open=True)
-        for name in ("weight_decay", "grad_clip"):
+        check_seed("seed", self.seed)  # seed * 1000 + rank must stay a valid torch seed
+        check_number("lr", self.lr, 0, 1, low_open=True)  # AdamW steps of more than 1 are a typo
+        for name in ("weight_decay", "grad_clip"):  # grad_clip 0: no clipping
             check_number(name, getattr(self, name), 0)
+        check_weight_decay(self.lr, self.weight_decay)
         check_number("ema_decay", self.ema_decay, 0, 1, high_open=True)
         for name in ("min_lr_ratio", "drop_both", "drop_digit", "drop_domain"):
             check_number(name, getattr(self, name), 0, 1)

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from difflab.checks import check_seed
 from difflab.data import DOMAINS, load_domain
 from difflab.viz import grid, save_image
 
 
 def preview(out_dir, data_root=None, seed: int = 0, split: str = "val") -> list[Path]:
     """Write OUT_DIR/{domain}_preview.png (row d: ten examples of digit d); returns the paths."""
+    check_seed("seed", seed)
     out_dir = Path(out_dir)
     images = []  # every domain is read before anything is written: a bad file must not leave half a preview
     for domain in DOMAINS:

@@ -14,7 +14,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from difflab.checks import check_count
+from difflab.errors import DifflabError
+
 GUIDANCE_EMBED_SCALE = 100.0
+ATTENTION_HEADS = 4
 
 
 @dataclass
@@ -31,6 +35,21 @@ class UNetConfig:
     # Guidance-distilled students (Meng et al. 2023) take the CFG scale w as a fourth condition, so one
     # forward pass gives what the teacher needs two for. False for the teacher: its weights are unchanged.
     guidance_input: bool = False
+
+    def __post_init__(self):
+        """Refuse a network that cannot be built or cannot run on 28x28 digits, when the config is built
+        (from flags or from a checkpoint's metadata)."""
+        for name in ("in_channels", "base_channels", "num_res_blocks", "num_digits", "num_domains", "groups"):
+            check_count(name, getattr(self, name))
+        if self.base_channels % self.groups or self.base_channels % ATTENTION_HEADS:
+            raise DifflabError(f"--base-channels must be a multiple of {ATTENTION_HEADS} (attention heads) and of "
+                               f"{self.groups} (group-norm groups), got {self.base_channels}")
+        if not 1 <= len(self.channel_mults) <= 3:  # 28 -> 14 -> 7; a 4th level would go 7 -> 4 -> 8
+            raise DifflabError(f"--channel-mults: give 1 to 3 levels for 28x28 images, got {list(self.channel_mults)}")
+        for mult in self.channel_mults:
+            check_count("channel_mults", mult)
+        for level in self.attention_levels:
+            check_count("attention_levels", level, 0, len(self.channel_mults) - 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,7 +92,7 @@ class ResBlock(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, ch: int, groups: int, heads: int = 4):
+    def __init__(self, ch: int, groups: int, heads: int = ATTENTION_HEADS):
         super().__init__()
         self.norm = nn.GroupNorm(groups, ch)
         self.qkv = nn.Conv2d(ch, 3 * ch, 1)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from difflab.errors import DifflabError
+from difflab.checks import check_count, check_guidance, check_number, check_seed
 from difflab.io import atomic_path, save_png, staged_output_dir
 from difflab.personalize.compose import Region, compose, parse_region, region_prompts
+
+# --feather is a blur sigma in latent pixels (1/8 of the image's): SD v1's latents are 64 wide, so far
+# beyond 100 every mask is a constant
+MAX_FEATHER = 100.0
 
 
 def _u8(image: np.ndarray) -> np.ndarray:
@@ -21,14 +24,16 @@ def _u8(image: np.ndarray) -> np.ndarray:
 def run_compose(args) -> list[Path]:
     """OUT/compose_<seed>.png per seed; with --with-paths also OUT/path<r>_<seed>.png (region r alone)."""
     from difflab.personalize import embeddings as E
-    from difflab.personalize.generate import load_concepts
+    from difflab.personalize.generate import check_size, load_concepts
     from difflab.personalize.sd import load_sd
 
-    if args.num < 1 or args.steps < 1:
-        raise DifflabError("--num and --steps must be >= 1")
-    for flag, value in (("--guidance", args.guidance), ("--feather", args.feather)):
-        if not math.isfinite(value) or value < 0:  # NaN passes a plain `< 0` check
-            raise DifflabError(f"{flag} must be a finite number >= 0, got {value}")
+    check_count("num", args.num)
+    check_count("steps", args.steps)
+    check_guidance("guidance", args.guidance)
+    check_seed("seed", args.seed)
+    check_size(args.size)
+    check_number("feather", args.feather, 0, MAX_FEATHER)
+    check_number("base_weight", args.base_weight, 0, 1)
     regions = [parse_region(s) for s in args.region]
     pipe = load_sd(args.model, original_config=args.original_config, config_dir=args.config_dir,
                    device=args.device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from difflab.checks import check_count, check_number
+from difflab.checks import check_count, check_number, check_seed, check_weight_decay
 from difflab.errors import DifflabError
 from difflab.personalize.templates import TEMPLATES
 
@@ -30,6 +30,10 @@ class TrainConfig:
     validation_steps: int = 25
     checkpoint_every: int = 500
 
+    def __post_init__(self):
+        """Checked when built, so the CLI, the API and the benchmarks share one check."""
+        self.check()
+
     def check(self) -> None:
         if self.what not in TEMPLATES:
             raise DifflabError(f"--what {self.what!r}: use one of {', '.join(TEMPLATES)}")
@@ -37,8 +41,10 @@ class TrainConfig:
                      "num_validation", "validation_steps"):
             check_count(name, getattr(self, name), 1)
         check_count("validate_every", self.validate_every, 0)
-        check_number("lr", self.lr, 0, low_open=True)
+        check_seed("seed", self.seed)
+        check_number("lr", self.lr, 0, 1, low_open=True)  # AdamW steps of more than 1 are a typo
         check_number("weight_decay", self.weight_decay, 0)
+        check_weight_decay(self.lr, self.weight_decay)
         check_number("flip", self.flip, 0, 1)
         if self.resolution % 8:
             raise DifflabError(f"--resolution {self.resolution}: must be a multiple of 8")

@@ -9,13 +9,13 @@ and draws only the missing ones (the same images an uninterrupted run would have
 from __future__ import annotations
 
 import hashlib
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from difflab.checks import check_count, check_guidance, check_seed
 from difflab.errors import DifflabError
 from difflab.io import inplace_output_dir, save_png, staged_output_dir
 from difflab.personalize import embeddings as E
@@ -40,14 +40,23 @@ def image_seed(seed: int, key: str, prompt_index: int, k: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def check_numbers(per_prompt: int, steps: int, guidance: float, batch_size: int, size: int | None) -> None:
+def check_numbers(per_prompt: int, steps: int, guidance: float, batch_size: int, size: int | None,
+                  seed: int = 0) -> None:
     """Refuse impossible settings before minutes of model loading (NaN passes `x < 0` checks: test finiteness)."""
-    if per_prompt < 1 or batch_size < 1 or steps < 1:
-        raise DifflabError("--per-prompt, --batch-size and --steps must be >= 1")
-    if not math.isfinite(guidance) or guidance < 0:
-        raise DifflabError(f"--guidance must be a finite number >= 0, got {guidance}")
-    if size is not None and (size < 8 or size % 8):
-        raise DifflabError(f"--size must be a positive multiple of 8, got {size}")
+    check_count("per_prompt", per_prompt)
+    check_count("steps", steps)
+    check_guidance("guidance", guidance)
+    check_count("batch_size", batch_size)
+    check_seed("seed", seed)
+    check_size(size)
+
+
+def check_size(size: int | None) -> None:
+    """--size: None (the model's own) or a multiple of 8 (the VAE's downsampling) of at least 8."""
+    if size is not None:
+        check_count("size", size, 8)
+        if size % 8:
+            raise DifflabError(f"--size must be a multiple of 8, got {size}")
 
 
 def check_prompts(pipe, concepts: list[Concept]) -> None:
@@ -78,7 +87,7 @@ def generate_layout(pipe, concepts: list[Concept], out_dir, per_prompt: int = 25
 
     Images already on disk are kept (callers decide whether the folder may hold any).
     """
-    check_numbers(per_prompt, steps, guidance, batch_size, size)
+    check_numbers(per_prompt, steps, guidance, batch_size, size, seed)
     check_prompts(pipe, concepts)
     jobs = [(c, i, k) for c in concepts for i in range(len(c.prompts)) for k in range(per_prompt)]
     todo = [j for j in jobs if not image_path(out_dir, j[0].key, j[1], j[2]).is_file()]
@@ -106,7 +115,7 @@ def generate(prompts_file, out_dir, model, embed_files, per_prompt: int = 25, st
     from difflab.device import resolve_device
     from difflab.personalize.sd import load_sd
 
-    check_numbers(per_prompt, steps, guidance, batch_size, size)
+    check_numbers(per_prompt, steps, guidance, batch_size, size, seed)
     resolve_device(device)  # refused in one line before any loading
     concepts = load_prompts(prompts_file)
     if not embed_files:

@@ -31,13 +31,14 @@ def _gen_config(args):
 
 
 def _reverse(args):
+    from difflab.checks import check_digit
     from difflab.digits.model_io import load_digit_model
     from difflab.digits.reverse import check_output_png, reverse_figure
     from difflab.viz import save_image
 
     out = check_output_png(args.out_png, args.overwrite)
-    cfg = _gen_config(args)
-    cfg.check()
+    cfg = _gen_config(args)  # checks itself when built
+    check_digit("digit", args.digit)
     model, schedule, _ = load_digit_model(args.model)
     domains = ("mnistm", "svhn") if args.domain == "both" else (args.domain,)
     fig = reverse_figure(model, schedule, cfg, args.digit, domains, args.timesteps)
@@ -51,8 +52,7 @@ def _sweep(args):
     from difflab.digits.sweep import parse_scales, sweep
 
     scales = parse_scales(args.scales)  # refuse bad scales before loading anything
-    cfg = _gen_config(args)
-    cfg.check()
+    cfg = _gen_config(args)  # checks itself when built
     model, schedule, _ = load_digit_model(args.model)
     rows = sweep(args.out_dir, model, schedule, cfg, scales,
                  {"mnistm": args.mnistm_classifier, "svhn": args.svhn_classifier}, args.data_root,

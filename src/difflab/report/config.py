@@ -8,13 +8,13 @@ replay of the reverse process short.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from difflab.checks import check_count, check_digit, check_guidance, check_number, check_seed
 from difflab.ddim.config import ETA_GRID as DEFAULT_ETAS
 from difflab.digits.generate import TEACHER_STEPS, GenerateConfig
 from difflab.digits.reverse import DEFAULT_TIMESTEPS
-from difflab.digits.sweep import DEFAULT_SCALES
+from difflab.digits.sweep import DEFAULT_SCALES, parse_scales
 from difflab.errors import DifflabError
 
 
@@ -44,22 +44,28 @@ class ReportConfig:
     # undo well; the conditional model (w = 1) is the usual choice for inversion
     invert_guidance: float = 1.0
 
+    def __post_init__(self):
+        """Checked when built, so the CLI, the API and `report_command` share one check."""
+        self.check()
+
     def check(self) -> None:
         """Refuse impossible settings before any work (timesteps are checked against the model's T)."""
         for name, low in (("per_digit", 1), ("steps", 1), ("batch_size", 1), ("sweep_per_digit", 1),
                           ("ddim_steps", 1), ("eta_columns", 1), ("interp_num", 2), ("invert_count", 1)):
-            if getattr(self, name) < low:
-                raise DifflabError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
+            check_count(name, getattr(self, name), low)
+        check_seed("seed", self.seed)
         for name in ("guidance", "invert_guidance"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise DifflabError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
-        if not 0 <= self.digit <= 9:
-            raise DifflabError(f"--digit must be in 0..9, got {self.digit}")
+            check_guidance(name, getattr(self, name))
+        check_digit("digit", self.digit)
         if self.invert_count > self.per_digit:
             raise DifflabError(f"--invert-count {self.invert_count} exceeds --per-digit {self.per_digit}")
-        if any(not 0 <= e <= 1 for e in self.etas) or not self.etas:
-            raise DifflabError(f"--etas must be values in [0, 1], got {list(self.etas)}")
+        if not self.etas:
+            raise DifflabError("--etas: give at least one value")
+        for eta in self.etas:
+            check_number("etas", eta, 0, 1)
+        parse_scales(list(self.sweep_scales), "--sweep-scales")
+        for t in self.timesteps:  # their upper end is the model's T: checked once it is loaded
+            check_count("timesteps", t, 0)
 
     def generate_config(self, per_digit: int | None = None, guidance: float | None = None):
         return GenerateConfig(per_digit=per_digit or self.per_digit, model="teacher", sampler="ddim",
