@@ -75,9 +75,7 @@ ALLOWED = {
 # still accepted, in code this work may not touch: DistillConfig (src/difflab/digits/distill.py) has no upper
 # bounds on counts, guidance or lr, and lets a negative seed, --min-lr-ratio or --grad-clip through. Strict
 # xfail: once its owner fixes them (with difflab.checks), these fail as XPASS and the entries go
-NOT_YET = {("digits distill", flag) for flag in (
-    "--teacher-steps", "--guidance-max", "--trajectories", "--traj-batch", "--steps", "--batch-size", "--lr",
-    "--warmup-steps", "--min-lr-ratio", "--grad-clip", "--seed", "--ckpt-every", "--log-every")}
+NOT_YET: set = set()  # flags still accepting bad values (none left)
 
 # where each command's real work starts: replaced by a stub that stops the run (see the docstring)
 WORK = ("difflab.digits.train.train", "difflab.digits.classify.load_domain", "difflab.digits.distill.distill",

@@ -188,7 +188,7 @@ def test_distill_config_validation():
         DistillConfig(student_steps=3, teacher_steps=20)
     with pytest.raises(DifflabError, match="finite"):
         DistillConfig(lr=float("nan"))
-    with pytest.raises(DifflabError, match="guidance_min"):
+    with pytest.raises(DifflabError, match="guidance-min"):
         DistillConfig(guidance_min=6.0)
 
 

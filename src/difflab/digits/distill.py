@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from difflab.checks import check_count, check_guidance, check_number, check_seed
 from difflab.device import autocast, check_device, cpu_generator, grad_scaler, move, randn, resolve_device
 from difflab.digits.model_io import load_digit_model, load_state_strict, save_digit_model
 from difflab.digits.train import _flatten_optimizer, _unflatten_optimizer
@@ -72,23 +73,25 @@ class DistillConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self):
+        """Refuse impossible settings when built (the shared checks of difflab.checks)."""
         for name in ("student_steps", "teacher_steps", "trajectories", "traj_batch", "steps", "batch_size",
                      "ckpt_every", "log_every"):
-            if not getattr(self, name) >= 1:
-                raise DifflabError(f"distill: {name} must be >= 1, got {getattr(self, name)}")
+            check_count(name, getattr(self, name), 1)
+        check_count("warmup_steps", self.warmup_steps, 0)
         if self.teacher_steps % self.student_steps:
-            raise DifflabError(f"distill: teacher_steps {self.teacher_steps} is not a multiple of "
-                               f"student_steps {self.student_steps}")
-        for name in ("guidance_min", "guidance_max", "lr", "grad_clip", "ema_decay", "min_lr_ratio"):
-            if not math.isfinite(getattr(self, name)):
-                raise DifflabError(f"distill: {name} must be a finite number, got {getattr(self, name)}")
-        if not 0 <= self.guidance_min <= self.guidance_max:
-            raise DifflabError(f"distill: need 0 <= guidance_min <= guidance_max, got "
-                               f"{self.guidance_min}, {self.guidance_max}")
-        if not self.lr > 0 or not 0 <= self.ema_decay < 1 or self.warmup_steps < 0:
-            raise DifflabError("distill: need lr > 0, 0 <= ema_decay < 1, warmup_steps >= 0")
+            raise DifflabError(f"--teacher-steps {self.teacher_steps} is not a multiple of --student-steps "
+                               f"{self.student_steps}")
+        check_guidance("guidance_min", self.guidance_min)
+        check_guidance("guidance_max", self.guidance_max)
+        if self.guidance_min > self.guidance_max:
+            raise DifflabError(f"--guidance-min {self.guidance_min:g} is above --guidance-max {self.guidance_max:g}")
+        check_number("lr", self.lr, 0, 1, low_open=True)
+        check_number("grad_clip", self.grad_clip, 0)  # 0: no clipping
+        check_number("ema_decay", self.ema_decay, 0, 1, high_open=True)
+        check_number("min_lr_ratio", self.min_lr_ratio, 0, 1)
+        check_seed("seed", self.seed)
         if self.guide not in ("digit", "both"):
-            raise DifflabError(f"distill: unknown guidance target {self.guide!r} (digit or both)")
+            raise DifflabError(f"unknown --guide {self.guide!r} (digit or both)")
         check_device(self.device)
 
 
@@ -287,7 +290,8 @@ class StudentTrainer:
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # a disabled scaler (CPU, bf16, fp32) passes everything through
         self.scaler.unscale_(self.opt)  # clip the true gradients, not the fp16-scaled ones
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.scaler.step(self.opt)
         self.scaler.update()
         with torch.no_grad():
