@@ -41,7 +41,8 @@ CANDIDATES = {  # name -> GenerateConfig overrides; the first is the baseline (t
     "teacher-unipc-10": dict(model="teacher", sampler="unipc", steps=10),
     "teacher-dpmpp2m-10-interval": dict(model="teacher", sampler="dpmpp-2m", steps=10, guidance_interval=INTERVAL),
     "teacher-dpmpp2m-6": dict(model="teacher", sampler="dpmpp-2m", steps=6),
-    "student": dict(model="student"),  # the default of `difflab digits generate`
+    "student": dict(model="student"),  # the student at the common guidance
+    "student-w4": dict(model="student", guidance=4.0),
 }
 
 
@@ -87,7 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.runs):
             for n in names:
-                cfg = GenerateConfig(per_digit=args.per_digit, guidance=args.guidance, **CANDIDATES[n])
+                cfg = GenerateConfig(**{"per_digit": args.per_digit, "guidance": args.guidance, **CANDIDATES[n]})
                 model, schedule = models[cfg.model]
                 counter = RowCounter(model)
                 cfg = resolve(cfg, model)

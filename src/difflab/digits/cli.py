@@ -127,8 +127,8 @@ def _add_generate_args(p, g):
 
     p.add_argument("out_dir", help="output folder: OUT/{mnistm,svhn}/{digit}_{NNN}.png and grids")
     p.add_argument("--model", default=g.model,
-                   help="'student' (few-step, distilled), 'teacher' (CFG) or a digit model .safetensors "
-                        "(default: %(default)s)")
+                   help="'teacher' (CFG), 'student' (distilled: 4 steps, one pass each, ~10x faster, "
+                        "less accurate: docs/RESULTS.md) or a digit model .safetensors (default: %(default)s)")
     p.add_argument("--per-digit", type=int, default=g.per_digit,
                    help="images per digit and domain (default: %(default)s)")
     p.add_argument("--guidance", type=float, default=g.guidance, help="CFG scale w (default: %(default)s)")
