@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -194,6 +195,7 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.gen = cpu_generator(cfg.seed * 1000 + self.rank)
         self.step = 0
+        self.leg_start, self.wall_before, self.legs = time.time(), 0.0, 1  # resume() adds earlier legs
         self.images, self.digits, self.domains = data if data is not None else load_training_data(cfg)
         self.ckpt_path = Path(cfg.out_dir) / "checkpoint.safetensors"
 
@@ -246,9 +248,18 @@ class Trainer:
             be.copy_(b)
 
     # -- checkpoints ----------------------------------------------------------------------------------
+    def train_run(self) -> dict:
+        """The run's own record (`difflab digits info`): training seconds over all legs, the number of
+        legs (separate processes that made it; 1 = one uninterrupted curve), machine and date."""
+        wall = self.wall_before + (time.time() - self.leg_start)
+        cpu = platform.processor() or platform.machine()
+        return {"wall_s": round(wall, 1), "legs": self.legs, "machine": f"{cpu}, {os.cpu_count()} cores, "
+                f"{self.world} process(es), torch {torch.__version__}", "date": time.strftime("%Y-%m-%d")}
+
     def _meta(self) -> dict:
         c = asdict(self.cfg)
         return {"kind": TRAIN_KIND, "unet": self.cfg.unet.to_dict(), "step": self.step, "train": c,
+                "train_run": self.train_run(),
                 "schedule": {"kind": self.schedule.kind, "num_train_timesteps": self.schedule.num_train_timesteps,
                              "beta_start": self.schedule.beta_start, "beta_end": self.schedule.beta_end},
                 "world_size": self.world}
@@ -311,6 +322,8 @@ class Trainer:
             self.scaler.load_state_dict(meta["grad_scaler"])
         self.gen.set_state(tensors[f"rng.{self.rank}"])
         self.step = int(meta["step"])
+        run = meta.get("train_run") or {}
+        self.wall_before, self.legs = float(run.get("wall_s", 0.0)), int(run.get("legs", 1)) + 1
 
     def _check_replicas_agree(self) -> None:
         """DDP keeps replicas identical; verify it before the final save: every tensor of the model's and
@@ -350,7 +363,7 @@ class Trainer:
         self._check_replicas_agree()
         if self.rank == 0:
             save_digit_model(Path(cfg.out_dir) / "ema.safetensors", self.ema, self.schedule,
-                             {"train": asdict(cfg), "step": self.step})
+                             {"train": asdict(cfg), "step": self.step, "train_run": self.train_run()})
 
 
 def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True, overwrite: bool = False
