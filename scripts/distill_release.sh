@@ -4,9 +4,11 @@
 # One command, resumable: re-running it continues from runs/distill (finished trajectory chunks are kept,
 # the student resumes from its checkpoint with the same generator state). Run it in the background:
 #   nohup scripts/distill_release.sh > runs/distill.log 2>&1 &
-# The shipped student: `OMP_NUM_THREADS=1 scripts/distill_release.sh` (8000 trajectories, 1500 steps; one
-# torch thread because other jobs shared the 2 cores: with two threads and any other process a step took
-# 3-18 s instead of 1.1 s). Wall time: docs/RESULTS.md §7 (the script prints it).
+# The shipped student: `OMP_NUM_THREADS=1 STEPS=1500 scripts/distill_release.sh` (one torch thread because
+# other jobs shared the 2 cores: with two threads and any other process a step took 3-18 s instead of
+# 1.1 s), then resumed to 2500 steps (`STEPS=2500`, a warm restart of the cosine curve, as the teacher's
+# legs). From scratch the default STEPS=2500 gives one 2500-step curve of the same recipe, not
+# bit-identical weights. Wall time: docs/RESULTS.md §7 (the script prints it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=1073741824
@@ -15,7 +17,7 @@ TEACHER=${TEACHER:-src/difflab/assets/digits_unet.safetensors}
 mkdir -p "$OUT"
 start=$(date +%s)
 .venv/bin/difflab digits distill --out-dir "$OUT" --teacher "$TEACHER" --student-steps 4 --teacher-steps 20 \
-  --guidance-min 1 --guidance-max 5 --trajectories "${TRAJECTORIES:-8000}" --steps "${STEPS:-1500}" \
+  --guidance-min 1 --guidance-max 5 --trajectories "${TRAJECTORIES:-8000}" --steps "${STEPS:-2500}" \
   --batch-size 128 --lr 1e-4 --seed 0
 end=$(date +%s)
 # ship the EMA student as float16 (as the teacher): half the size, loads back into float32
