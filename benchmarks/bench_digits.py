@@ -30,7 +30,7 @@ _malloc.ensure()
 import torch  # noqa: E402
 
 from difflab.digits.evaluate import evaluate  # noqa: E402
-from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E402
+from difflab.digits.generate import GenerateConfig, RowCounter, generate, resolve  # noqa: E402
 from difflab.digits.model_io import load_digit_model  # noqa: E402
 
 INTERVAL = (81, 578)  # sigma in (0.28, 5.42], Kynkäänniemi et al. 2024's interval, mapped to our schedule
@@ -56,18 +56,6 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.python_version()}"
-
-
-class RowCounter(torch.nn.Module):
-    """Counts the image rows that pass through the network: network evaluations per image = rows / images."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.rows = model, 0
-
-    def forward(self, x, *args):
-        self.rows += x.shape[0]
-        return self.model(x, *args)
 
 
 def main() -> None:

@@ -26,6 +26,17 @@ class StepOutput:
     pred_original_sample: torch.Tensor  # predicted x_0 at this step
 
 
+def run_to_end(steps: Iterator[StepOutput], callback: Callable[[StepOutput], None] | None = None
+               ) -> torch.Tensor:
+    """Drive a sampler's `iterate` generator to its end, showing each step to `callback`; return the last
+    x (B, C, H, W), not clamped. Every sampler's `sample()` is this loop."""
+    out = None
+    for out in steps:
+        if callback is not None:
+            callback(out)
+    return out.prev_sample
+
+
 @dataclass
 class DDIMSampler:
     """DDIM (Song et al. 2021) over `steps` of the schedule's T timesteps.
@@ -127,11 +138,7 @@ class DDIMSampler:
                callback: Callable[[StepOutput], None] | None = None,
                variance_noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Run `iterate` to the end; return x_0 (B, C, H, W), not clamped."""
-        out = None
-        for out in self.iterate(eps_fn, x_T, generator, variance_noise):
-            if callback is not None:
-                callback(out)
-        return out.prev_sample
+        return run_to_end(self.iterate(eps_fn, x_T, generator, variance_noise), callback)
 
     def invert(self, eps_fn: EpsFn, x0: torch.Tensor, callback: Callable[[StepOutput], None] | None = None,
                fixed_point_iters: int = 1) -> torch.Tensor:
@@ -216,11 +223,7 @@ class DDPMSampler:
 
     def sample(self, eps_fn: EpsFn, x_T: torch.Tensor, generator: torch.Generator | None = None,
                callback: Callable[[StepOutput], None] | None = None) -> torch.Tensor:
-        out = None
-        for out in self.iterate(eps_fn, x_T, generator):
-            if callback is not None:
-                callback(out)
-        return out.prev_sample
+        return run_to_end(self.iterate(eps_fn, x_T, generator), callback)
 
 
 def check_guidance_interval(interval, num_train_timesteps: int | None = None) -> tuple[int, int]:

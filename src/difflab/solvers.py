@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from difflab.errors import DifflabError
-from difflab.sampling import DDIMSampler, DDPMSampler, EpsFn, StepOutput
+from difflab.sampling import DDIMSampler, DDPMSampler, EpsFn, StepOutput, run_to_end
 from difflab.schedule import SPACINGS, NoiseSchedule, make_timesteps
 
 SAMPLERS = ("ddim", "ddpm", "dpmpp-2m", "unipc")
@@ -163,11 +163,7 @@ class _Multistep(ABC):
     def sample(self, eps_fn: EpsFn, x_T: torch.Tensor, generator: torch.Generator | None = None,
                callback: Callable[[StepOutput], None] | None = None) -> torch.Tensor:
         """Run `iterate` to the end; return x_0 (B, C, H, W), not clamped."""
-        out = None
-        for out in self.iterate(eps_fn, x_T, generator):
-            if callback is not None:
-                callback(out)
-        return out.prev_sample
+        return run_to_end(self.iterate(eps_fn, x_T, generator), callback)
 
 
 @dataclass

@@ -61,3 +61,16 @@ def save_image(image: Image.Image, path) -> None:
     """Save a PIL image atomically (format from the suffix)."""
     with atomic_path(path) as tmp:
         image.save(tmp, format=(str(path).rsplit(".", 1)[-1].upper().replace("JPG", "JPEG")))
+
+
+def save_figure(fig, path, title: str | None = None) -> None:
+    """Title, lay out and write a matplotlib figure as PNG atomically, then free it (pyplot keeps every
+    open figure alive otherwise)."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -145,6 +145,20 @@ def make_eps_fn(model, cfg: GenerateConfig, digits: torch.Tensor, domains: torch
                       **interval)
 
 
+class RowCounter(torch.nn.Module):
+    """Counts the image rows that pass through the network: network evaluations per image = rows / images
+    (the benchmark and the report's few-step section). A CFG step sends 2B rows, so it counts twice, as it
+    costs. `student_info` sees through it (it unwraps `.model`)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.rows = model, 0
+
+    def forward(self, x, *args):
+        self.rows += x.shape[0]
+        return self.model(x, *args)
+
+
 class TimedModel(torch.nn.Module):
     """Wraps the UNet to count time spent in the network (for the time split report), under the autocast
     of the device its inputs are on (bf16 on the CPU; bf16 or fp16 on CUDA, difflab.device.autocast)."""

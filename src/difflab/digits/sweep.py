@@ -23,7 +23,7 @@ from difflab.data import DOMAINS
 from difflab.digits.generate import GenerateConfig, generate
 from difflab.errors import DifflabError
 from difflab.io import atomic_path, load_image, staged_output_dir
-from difflab.viz import save_image
+from difflab.viz import save_figure, save_image
 
 DEFAULT_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0)
 SWEEP_PER_DIGIT = 10  # 200 images per scale: the whole default sweep is about a minute on 2 cores
@@ -121,12 +121,7 @@ def plot_sweep(rows: list[dict], path, title: str = "") -> None:
     for a in (a1, a2):
         a.grid(alpha=0.3)
         a.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path, title)
 
 
 def strip(folder, scales):

@@ -18,7 +18,7 @@ import torch
 
 from difflab.data import DOMAINS
 from difflab.digits.evaluate import PRETTY
-from difflab.digits.generate import TEACHER_STEPS, GenerateConfig, student_info
+from difflab.digits.generate import TEACHER_STEPS, GenerateConfig, RowCounter, student_info
 from difflab.errors import DifflabError
 from difflab.report.digits import gen_flags
 from difflab.report.html import command_block, figure, paragraph, table
@@ -37,19 +37,6 @@ TEACHER_CANDIDATES = [  # (folder name, label, short label for the plot, Generat
      "DPM++ 10 interval", dict(sampler="dpmpp-2m", steps=10, guidance_interval=INTERVAL)),
 ]
 GRID_DOMAIN = "svhn"  # the student grid shown: the harder domain, where few-step errors show first
-
-
-class RowCounter(torch.nn.Module):
-    """Counts the image rows that pass through the network: network evaluations per image = rows / images
-    (as in benchmarks/bench_digits.py). A CFG step sends 2B rows, so it counts twice, as it costs."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.rows = model, 0
-
-    def forward(self, x, *args):
-        self.rows += x.shape[0]
-        return self.model(x, *args)
 
 
 @dataclass
@@ -141,7 +128,7 @@ def plot_fewstep(rows: list[dict], path, title: str = "") -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-    from difflab.io import atomic_path
+    from difflab.viz import save_figure
 
     nfe = [r["nfe_per_image"] for r in rows]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
@@ -174,12 +161,7 @@ def plot_fewstep(rows: list[dict], path, title: str = "") -> None:
         a.set_xlabel("network evaluations per image (log scale)")
         a.grid(alpha=0.3)
         a.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path, title)
 
 
 def fewstep(ctx: Context) -> str:
