@@ -28,7 +28,8 @@ from difflab.outdir import current_umask, inplace_output_dir, output_lock, stage
 
 __all__ = ["atomic_path", "save_checkpoint", "load_checkpoint", "tensor_digest", "check_finite",
            "check_float_weights", "load_torch_file", "decode_utf8", "read_json", "to_uint8", "save_png", "open_image",
-           "load_image", "staged_output_dir", "inplace_output_dir", "output_lock"]
+           "load_image", "IMAGE_SUFFIXES", "is_image_file", "image_files", "staged_output_dir", "inplace_output_dir",
+           "output_lock"]
 
 DIGEST_KEY = "difflab_sha256"  # safetensors metadata key of the tensor digest (beside "difflab": meta JSON)
 
@@ -230,6 +231,23 @@ def read_json(path, what: str = "JSON file", unique_keys: bool = True):
 
 
 # --------------------------------------------------------------------------------------------- images
+# What every reader of an image folder takes as an image (compared with the suffix lower-cased): the
+# formats PIL decodes without extra libraries. GIF and TIFF decode to their first frame.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def is_image_file(path) -> bool:
+    """A regular, visible file with an image suffix. Hidden files are never images: macOS copies leave
+    `._name.png` resource forks beside each image, which would fail to decode."""
+    path = Path(path)
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+
+
+def image_files(folder) -> list[Path]:
+    """The image files directly in `folder` (see `is_image_file`), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
+
+
 def to_uint8(images: torch.Tensor, mode: str = "clamp") -> np.ndarray:
     """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8.
 

@@ -1,7 +1,8 @@
-"""Image grids with labels (PIL only), shared by every job."""
+"""Image grids with labels, the labels' font, and atomic saving of images and figures, shared by every job."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,13 +11,20 @@ from PIL import Image, ImageDraw, ImageFont
 from difflab.io import atomic_path
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        import matplotlib
+def dejavu_sans_path() -> str:
+    """DejaVu Sans, as shipped with matplotlib (a core dependency): a font every install has."""
+    import matplotlib
 
-        return ImageFont.truetype(f"{matplotlib.get_data_path()}/fonts/ttf/DejaVuSans.ttf", size)
+    return os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
+
+
+def font(size: int) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans at `size` px, so labels look the same on every machine; Pillow's own default font, at
+    the same size, is the fallback."""
+    try:
+        return ImageFont.truetype(dejavu_sans_path(), size)
     except (ImportError, OSError):
-        return ImageFont.load_default()
+        return ImageFont.load_default(size=size)
 
 
 def grid(images: np.ndarray | Sequence[np.ndarray], ncols: int, scale: int = 1, pad: int = 2,
@@ -30,23 +38,23 @@ def grid(images: np.ndarray | Sequence[np.ndarray], ncols: int, scale: int = 1, 
     h, w = images[0].shape[:2]
     th, tw = h * scale, w * scale
     nrows = (len(images) + ncols - 1) // ncols
-    font = _font(max(10, min(16, th // 3)))
+    label_font = font(max(10, min(16, th // 3)))
     left = 0
     if row_labels:
-        left = max(int(font.getlength(s)) for s in row_labels) + 8
-    top = (font.size + 8) if col_labels else 0
-    head = (font.size + 10) if title else 0
+        left = max(int(label_font.getlength(s)) for s in row_labels) + 8
+    top = (label_font.size + 8) if col_labels else 0
+    head = (label_font.size + 10) if title else 0
     W = left + ncols * (tw + pad) + pad
     H = head + top + nrows * (th + pad) + pad
-    canvas = Image.new("RGB", (max(W, int(font.getlength(title or "")) + 10), H), (background,) * 3)
+    canvas = Image.new("RGB", (max(W, int(label_font.getlength(title or "")) + 10), H), (background,) * 3)
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((5, 4), title, fill=(0, 0, 0), font=font)
+        draw.text((5, 4), title, fill=(0, 0, 0), font=label_font)
     for j, s in enumerate(col_labels or []):
         x = left + pad + j * (tw + pad) + tw // 2
-        draw.text((x, head + top // 2), s, fill=(0, 0, 0), font=font, anchor="mm")
+        draw.text((x, head + top // 2), s, fill=(0, 0, 0), font=label_font, anchor="mm")
     for i, s in enumerate(row_labels or []):
-        draw.text((left - 4, head + top + pad + i * (th + pad) + th // 2), s, fill=(0, 0, 0), font=font,
+        draw.text((left - 4, head + top + pad + i * (th + pad) + th // 2), s, fill=(0, 0, 0), font=label_font,
                   anchor="rm")
     for k, im in enumerate(images):
         r, c = divmod(k, ncols)

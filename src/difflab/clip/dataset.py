@@ -6,7 +6,8 @@
 2. One sub-folder per class: `IMAGES_DIR/<class>/*.png`; the folder name is the class name, or a class id
    looked up in `--labels` when one is given. Every sub-folder is a class.
 
-Files are listed in sorted order; hidden files and files without an image suffix are ignored.
+Files are listed in sorted order; hidden files and files without an image suffix (`io.IMAGE_SUFFIXES`) are
+ignored.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from difflab.errors import DifflabError
-from difflab.io import read_json
+from difflab.io import IMAGE_SUFFIXES, is_image_file, read_json
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 INT_ID = re.compile(r"\s*-?\d+\s*")
 FLAT_NAME = re.compile(r"^(?P<cls>[^_]+)_(?P<img>.+)$")  # class id: everything before the first '_'
 
@@ -32,10 +32,6 @@ class LabelledFolder:
     classnames: list[str]
     class_ids: list[str]
     layout: str  # "flat" or "subfolders"
-
-
-def _is_image(p: Path) -> bool:
-    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
 
 
 def _key(class_id: str):
@@ -78,10 +74,10 @@ def scan_folder(images_dir, labels=None) -> LabelledFolder:
     if not root.is_dir():
         raise DifflabError(f"dataset.py: {root}: image folder not found")
     entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
-    flat = [p for p in entries if _is_image(p)]
+    flat = [p for p in entries if is_image_file(p)]
     subdirs = [p for p in entries if p.is_dir()]
     id2label = read_id2label(labels) if labels is not None else None
-    if flat and any(any(_is_image(q) for q in d.iterdir()) for d in subdirs):
+    if flat and any(any(is_image_file(q) for q in d.iterdir()) for d in subdirs):
         raise DifflabError(f"dataset.py: {root}: has both images and class sub-folders with images; "
                            "use one layout")
     if flat:
@@ -122,7 +118,7 @@ def _subfolders(root: Path, subdirs: list[Path], id2label: dict[str, str] | None
     files, labels = [], []
     for c, d in enumerate(subdirs):
         for p in sorted(d.iterdir()):
-            if _is_image(p):
+            if is_image_file(p):
                 files.append(p)
                 labels.append(c)
     if not files:

@@ -6,10 +6,11 @@ import csv
 import json
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from difflab import viz
 from difflab.clip.zeroshot import ZeroShotResult
-from difflab.io import atomic_path
+from difflab.io import atomic_path, open_image
 
 TILE = 160  # px per case image: large enough to see a 32x32 CIFAR image, small enough for 10 tiles
 
@@ -31,15 +32,6 @@ def prediction_rows(result: ZeroShotResult, top_k: int = 5) -> list[dict]:
     return rows
 
 
-def _font(size: int):
-    try:  # DejaVu ships with matplotlib (a core dependency); Pillow's default font is the fallback
-        import matplotlib
-
-        return ImageFont.truetype(f"{matplotlib.get_data_path()}/fonts/ttf/DejaVuSans.ttf", size)
-    except (ImportError, OSError):
-        return ImageFont.load_default(size=size)
-
-
 def _fit(draw, text: str, font, width: int) -> str:
     """Shorten `text` with an ellipsis until it fits `width` pixels."""
     while text and draw.textlength(text, font=font) > width:
@@ -51,7 +43,7 @@ def cases_grid(summary: dict) -> Image.Image:
     """Two rows: successes (green frame) over failures (red frame), each with file, truth, prediction."""
     rows = [("successes", (0, 150, 0)), ("failures", (200, 0, 0))]
     ncols = max(1, *(len(summary[k]) for k, _ in rows))
-    font, small = _font(13), _font(11)
+    font, small = viz.font(13), viz.font(11)
     label_h, head, pad = 4 * 15 + 4, 24, 6
     cell_w, cell_h = TILE + 2 * pad, TILE + label_h + 2 * pad
     canvas = Image.new("RGB", (ncols * cell_w, 2 * (head + cell_h)), "white")
@@ -63,8 +55,7 @@ def cases_grid(summary: dict) -> Image.Image:
             draw.text((pad, y0 + head + pad), f"no {key}", fill=(90, 90, 90), font=font)
         for c, case in enumerate(summary[key]):
             x, y = c * cell_w + pad, y0 + head + pad
-            with Image.open(case["file"]) as im:  # only readable files are cases
-                tile = im.convert("RGB")
+            tile = open_image(case["file"])  # only readable files are cases
             tile.thumbnail((TILE, TILE), Image.NEAREST if max(tile.size) < TILE else Image.BICUBIC)
             if max(tile.size) < TILE:  # upscale tiny images with visible pixels rather than blur
                 s = TILE / max(tile.size)
@@ -112,8 +103,7 @@ def write_report(result: ZeroShotResult, summary: dict, out_dir) -> dict[str, Pa
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with atomic_path(paths["cases.png"]) as tmp:
-        cases_grid(summary).save(tmp, format="PNG")
+    viz.save_image(cases_grid(summary), paths["cases.png"])
     with atomic_path(paths["summary.txt"]) as tmp:
         tmp.write_text(format_summary(summary) + "\n", encoding="utf-8")
     return paths

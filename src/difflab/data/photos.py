@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from difflab.io import load_image
+
 _SKIMAGE = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina",
             "immunohistochemistry", "stereo_motorcycle")
 SHORT_SIDE = 320  # about BSDS500's 481x321, so a 28x28 crop holds texture, not a flat patch
@@ -39,7 +41,7 @@ def load_photos() -> tuple[np.ndarray, ...]:
             photos.append(img)
     photos += list(load_sample_images().images)
     hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    photos.append(np.asarray(Image.open(hopper).convert("RGB")))
+    photos.append(load_image(hopper))
     return tuple(_resize_short(np.ascontiguousarray(p[..., :3])) for p in photos)
 
 

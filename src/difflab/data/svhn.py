@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from difflab.data.photos import load_photos, random_crop
+from difflab.viz import dejavu_sans_path
 
 CANVAS = 64  # render at 64 px, then downsample to 28: anti-aliased strokes like a real photo
 
@@ -65,9 +66,7 @@ def _looks_like_digits(r: np.ndarray, ref: np.ndarray) -> bool:
 def usable_fonts() -> tuple[str, ...]:
     """Font files whose ten digit renders are all non-blank and pairwise different; deduplicated by
     the look of their digits (the same face often ships twice, e.g. DejaVu in matplotlib and Debian)."""
-    import matplotlib
-
-    ref = _digit_renders(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf"))
+    ref = _digit_renders(dejavu_sans_path())
     seen, fonts = set(), []
     for path in _font_files():
         r = _digit_renders(path)
