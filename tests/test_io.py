@@ -12,8 +12,11 @@ from safetensors.torch import save_file
 
 from difflab.errors import DifflabError
 from difflab.io import (
+    IMAGE_SUFFIXES,
     check_finite,
     check_float_weights,
+    image_files,
+    is_image_file,
     load_checkpoint,
     load_image,
     load_torch_file,
@@ -146,6 +149,18 @@ def test_images(tmp_path):
         with pytest.raises(DifflabError, match="corrupt or unreadable image") as e:
             load_image(tmp_path / name)
         _one_line(e)
+
+
+def test_image_files_one_definition(tmp_path):
+    # every folder reader takes the same files: visible regular files with a suffix of IMAGE_SUFFIXES,
+    # in any case; a folder named like an image, a macOS `._` fork and a text file are not images
+    for name in ("b.PNG", "a.jpg", "c.tiff", "d.gif", "e.webp", "f.bmp", "g.jpeg", "h.tif", "notes.txt", "._a.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "dir.png").mkdir()
+    assert [p.name for p in image_files(tmp_path)] == ["a.jpg", "b.PNG", "c.tiff", "d.gif", "e.webp", "f.bmp",
+                                                       "g.jpeg", "h.tif"]
+    assert not is_image_file(tmp_path / "missing.png") and not is_image_file(tmp_path / "dir.png")
+    assert len(set(IMAGE_SUFFIXES)) == len(IMAGE_SUFFIXES) == 8
 
 
 def test_checkpoint_permissions_follow_the_umask(tmp_path):

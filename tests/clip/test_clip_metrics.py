@@ -1,5 +1,6 @@
 """Report metrics against scikit-learn on hand-made logits (independent reference)."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,15 @@ def test_class_without_images_has_no_accuracy():
     s = summarise(r)
     empty = [v for v in s["per_class"].values() if v["n"] == 0]
     assert empty and all(v["accuracy"] is None for v in empty)
+
+
+def test_accuracies_are_exact_fractions():
+    # count / total in Python floats: JSON shows 0.2 for 8/40, not float32's 0.20000000298023224
+    labels = torch.arange(40) % 4
+    logits = torch.zeros(40, 4)
+    logits[torch.arange(8), labels[:8]] = 1.0  # the first 8 right, the rest argmax 0 (label != 0 ones wrong)
+    logits[8:, :] = torch.tensor([0.0, 0.0, 0.0, 1.0]) - torch.nn.functional.one_hot(labels[8:], 4)
+    assert topk_accuracy(logits, labels, 1) == 8 / 40 == 0.2
+    folder = LabelledFolder([Path(f"{i}.png") for i in range(40)], labels.tolist(), list("abcd"), list("0123"), "flat")
+    s = summarise(ZeroShotResult(folder, folder.files, labels, logits, [], ["{}"], 100.0))
+    assert json.dumps(s["top1"]) == "0.2"
