@@ -54,6 +54,8 @@ def test_cli_flat_layout_report(tmp_path, tiny_clip_dir, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["n_images"] == 12 and report["n_classes"] == 4 and report["n_skipped"] == 1
     assert report["skipped"][0]["file"].endswith("2_999.png")
+    # io.open_image's one line, without the file name the report has in its own field
+    assert report["skipped"][0]["reason"].startswith("corrupt or unreadable image (")
     assert report["templates"] == list(ENSEMBLE) and report["top_k"] == 2
     assert report["top1"] <= report["top2"] <= 1
     assert sum(v["n"] for v in report["per_class"].values()) == 12
