@@ -8,9 +8,8 @@ import numpy as np
 
 from difflab.ddim.noise import natural_key
 from difflab.errors import DifflabError
+from difflab.io import IMAGE_SUFFIXES as SUFFIXES
 from difflab.io import load_image
-
-SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def _images(folder: Path) -> dict[str, Path]:

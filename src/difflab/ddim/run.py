@@ -22,11 +22,9 @@ from difflab.ddim.config import DDIMConfig
 from difflab.ddim.loaders import EpsModel
 from difflab.ddim.noise import load_noise_dir, make_noise, natural_key, save_noise, stem_names
 from difflab.errors import DifflabError
-from difflab.io import load_image, save_png, staged_output_dir, to_uint8
+from difflab.io import IMAGE_SUFFIXES, load_image, save_png, staged_output_dir, to_uint8
 from difflab.sampling import DDIMSampler
 from difflab.solvers import DPMSolverPP2M, UniPC
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def image_generator(seed: int, index: int) -> torch.Generator:

@@ -8,8 +8,6 @@ from difflab.checks import check_count, check_number, check_seed, check_weight_d
 from difflab.errors import DifflabError
 from difflab.personalize.templates import TEMPLATES
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-
 
 @dataclass
 class TrainConfig:

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from difflab.errors import DifflabError
+from difflab.io import IMAGE_SUFFIXES as IMAGE_EXTS
 from difflab.io import atomic_path, open_image
-from difflab.personalize.config import IMAGE_EXTS
 from difflab.personalize.prompts import Concept, image_path, load_prompts
 
 TEXT_WEIGHT = 2.5

@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from difflab.errors import DifflabError
+from difflab.io import IMAGE_SUFFIXES as IMAGE_EXTS
 from difflab.io import atomic_path, load_checkpoint, save_checkpoint
 from difflab.personalize import embeddings as E
-from difflab.personalize.config import IMAGE_EXTS, TrainConfig
+from difflab.personalize.config import TrainConfig
 from difflab.personalize.templates import TEMPLATES
 
 KIND = "difflab-textual-inversion"
