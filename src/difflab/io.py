@@ -26,7 +26,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from difflab.errors import DifflabError
 from difflab.outdir import current_umask, inplace_output_dir, output_lock, staged_output_dir
 
-__all__ = ["atomic_path", "save_checkpoint", "load_checkpoint", "tensor_digest", "check_finite",
+__all__ = ["atomic_path", "existing_file", "save_checkpoint", "load_checkpoint", "tensor_digest", "check_finite",
            "check_float_weights", "load_torch_file", "decode_utf8", "read_json", "to_uint8", "save_png", "open_image",
            "load_image", "IMAGE_SUFFIXES", "is_image_file", "image_files", "staged_output_dir", "inplace_output_dir",
            "output_lock"]
@@ -82,9 +82,7 @@ def load_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict]:
     (files without one, like the shipped assets written before digests existed, still load) and NaN/inf
     in any float tensor (a model with them only ever produces black images).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DifflabError(f"{path}: checkpoint not found")
+    path = existing_file(path, "checkpoint")
     try:
         with safe_open(str(path), "pt") as f:
             header = f.metadata() or {}
@@ -130,6 +128,14 @@ def check_float_weights(tensors: Mapping[str, torch.Tensor], path,
 
 
 # ---------------------------------------------------------------------------------- readers of user files
+def existing_file(path, what: str) -> Path:
+    """`path` as a Path if it is a file, else one line: "PATH: <what> not found" (a folder counts as missing)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DifflabError(f"{path}: {what} not found")
+    return path
+
+
 def _first_line(e: BaseException) -> str:
     lines = [s.strip() for s in str(e).splitlines() if s.strip()]
     return lines[0] if lines else type(e).__name__
@@ -154,9 +160,7 @@ def load_torch_file(path, what: str = "torch .pt file"):
     """
     import pickle
 
-    path = Path(path)
-    if not path.is_file():
-        raise DifflabError(f"{path}: {what} not found")
+    path = existing_file(path, what)
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -211,9 +215,7 @@ def read_json(path, what: str = "JSON file", unique_keys: bool = True):
 
     unique_keys: refuse an object with the same key twice (plain json keeps the last one silently).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DifflabError(f"{path}: {what} not found")
+    path = existing_file(path, what)
     try:
         text = decode_utf8(path.read_bytes(), path, what)
     except OSError as e:
@@ -274,9 +276,7 @@ def save_png(path, image_hwc: np.ndarray) -> None:
 
 def open_image(path, mode: str = "RGB") -> Image.Image:
     """Decode a whole image file now (PIL is lazy) -> PIL image in `mode`; one line naming a bad file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DifflabError(f"{path}: image not found")
+    path = existing_file(path, "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # > 89 Mpx: likely a bomb

@@ -157,6 +157,16 @@ def _swap_in(stage: Path, out: Path) -> None:
 
 
 @contextlib.contextmanager
+def _claim(out: Path) -> Iterator[None]:
+    """What both kinds of output folder start with: the parent made, OUT locked for the block, and the
+    leftovers of dead runs cleared (only safe once the lock says no live run owns them)."""
+    _prepare_parent(out)
+    with output_lock(out):
+        _remove_stale(out)
+        yield
+
+
+@contextlib.contextmanager
 def staged_output_dir(out_dir, overwrite: bool) -> Iterator[Path]:
     """Yield a hidden staging folder beside OUT; on success it replaces OUT, on failure it is deleted.
 
@@ -164,9 +174,7 @@ def staged_output_dir(out_dir, overwrite: bool) -> Iterator[Path]:
     replaced only when the block succeeds, so a failed run never costs the previous output.
     """
     out = Path(out_dir)
-    _prepare_parent(out)
-    with output_lock(out):
-        _remove_stale(out)
+    with _claim(out):
         _refuse_non_empty(out, overwrite)
         try:
             stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
@@ -186,9 +194,7 @@ def inplace_output_dir(out_dir, overwrite: bool = False, resume: bool = False) -
     resume from, images `--resume` keeps). A non-empty OUT is refused unless `resume` (keep it) or
     `overwrite` (emptied first). A folder this run created and left empty is removed on failure."""
     out = Path(out_dir)
-    _prepare_parent(out)
-    with output_lock(out):
-        _remove_stale(out)
+    with _claim(out):
         if not resume and _refuse_non_empty(out, overwrite):
             shutil.rmtree(out)
         created = not out.exists()

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from difflab.errors import DifflabError
-from difflab.io import decode_utf8, load_image
+from difflab.io import decode_utf8, existing_file, load_image
 
 
 def _check_label(raw: str, where: str) -> int:
@@ -112,9 +112,7 @@ def _loadmat_isolated(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def read_svhn_mat(path) -> tuple[np.ndarray, np.ndarray]:
     """Read SVHN's *_32x32.mat -> images (N, 28, 28, 3) uint8 (resized from 32x32), labels (N,) 0-9."""
-    path = Path(path)
-    if not path.is_file():
-        raise DifflabError(f"{path}: SVHN .mat file not found")
+    path = existing_file(path, "SVHN .mat file")
     X, y = _loadmat_isolated(path)
     if not isinstance(y, np.ndarray) or y.dtype.kind not in "iuf" or y.size == 0:
         raise DifflabError(f"{path}: y must be a non-empty array of integer labels")
