@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -27,11 +25,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from difflab.clip.model import ClipScorer  # noqa: E402
 from difflab.clip.prompts import ENSEMBLE, SINGLE, class_embeddings  # noqa: E402
 from difflab.clip.tiny import tiny_clip_config  # noqa: E402
-from difflab.clip.vocab import write_clip_tokenizer  # noqa: E402
 from difflab.clip.zeroshot import classify  # noqa: E402
+from difflab.models.clip import ClipScorer  # noqa: E402
+from difflab.models.clip_vocab import write_clip_tokenizer  # noqa: E402
+from difflab.runtime import finish_machine, machine  # noqa: E402
 
 CLASSES = [f"class_{i}" for i in range(50)]  # 50 classes, as in the CIFAR-100-style homework set
 
@@ -77,8 +76,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "clip.json"))
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    load_start = [round(x, 2) for x in os.getloadavg()]  # above the core count = other work competed
-    threads = torch.get_num_threads()
+    info = machine(note=args.note)  # its load average at start: above the core count = other work competed
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tok_dir = write_clip_tokenizer(tmp)
@@ -102,31 +100,18 @@ def main() -> None:
                              "speedup": round((n / t_all) / (k / t_naive), 1)})
                 print(rows[-1], flush=True)
             del scorer
-    machine = {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": threads,
-               "python": platform.python_version(), "torch": torch.__version__,
-               "load_avg_at_start": load_start, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
-               "note": args.note}
+    finish_machine(info)
     cols = ["model", "params_M", "templates", "images", "text_s", "batched_img_per_s", "image_only_img_per_s",
             "naive_img_per_s", "speedup"]
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
-    print(f"\nmachine: {machine}")
+    print(f"\nmachine: {info}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "clip_zeroshot_throughput", "machine": machine, "rows": rows},
+    out.write_text(json.dumps({"benchmark": "clip_zeroshot_throughput", "machine": info, "rows": rows},
                               indent=2) + "\n")
     print(f"wrote {out}")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

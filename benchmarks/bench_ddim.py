@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -32,9 +30,10 @@ _malloc.ensure()
 
 import torch  # noqa: E402
 
-from difflab.digits.model_io import DEFAULT_MODEL, load_digit_model  # noqa: E402
 from difflab.io import to_uint8  # noqa: E402
+from difflab.models.digits import DEFAULT_MODEL, load_digit_model  # noqa: E402
 from difflab.models.unet import ConditionalUNet  # noqa: E402
+from difflab.runtime import finish_machine, machine  # noqa: E402
 from difflab.sampling import DDIMSampler, cfg_eps_fn  # noqa: E402
 from difflab.schedule import NoiseSchedule  # noqa: E402
 
@@ -219,19 +218,20 @@ def main() -> None:
     ap.add_argument("--note", default="", help="what else ran on the machine (recorded in the JSON)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ddim.json"))
     args = ap.parse_args()
-    load_start = [round(x, 2) for x in os.getloadavg()]
+    # one machine() per part: the load averages around each (above the core count = other work competed)
+    m = machine(note=args.note)
     model, desc = digit_model(args.digits_model)
     print(f"digit model: {desc}; torch threads {torch.get_num_threads()}")
     result = {"benchmark": "ddim", "digit_model": desc}
     skip = set(filter(None, args.skip.split(",")))
     if "parity" not in skip:
         cases = parity(model, args.batch, args.steps)
-        result["parity"] = {"cases": cases, "machine": machine(load_start, args.note)}
-        load_start = [round(x, 2) for x in os.getloadavg()]
+        result["parity"] = {"cases": cases, "machine": finish_machine(m)}
+        m = machine(note=args.note)
     if "overhead" not in skip:
         result["overhead"] = o = overhead(args.batch, args.steps, args.rounds)
-        o["machine"] = machine(load_start, args.note)
-        load_start = [round(x, 2) for x in os.getloadavg()]
+        o["machine"] = finish_machine(m)
+        m = machine(note=args.note)
         head = f"loop (batch {args.batch}, {args.steps} steps)"
         print(f"\n{head:<26}{'median s':>9}{'/fwd (med)':>11}{'/fwd (min)':>11}{'wall/net in run':>16}"
               f"{'sched-only us/step':>20}")
@@ -244,30 +244,13 @@ def main() -> None:
     if "inversion" not in skip:
         result["inversion"] = {f"guidance_{w:g}": inversion(model, args.invert_images, args.steps, w)
                                for w in (1.0, 3.0)}
-        result["inversion"]["machine"] = machine(load_start, args.note)
+        result["inversion"]["machine"] = finish_machine(m)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.is_file() and skip:  # a partial run updates its parts and keeps the others
         result = {**json.loads(out.read_text()), **result}
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nmachine: {machine(load_start, args.note)}\nwrote {out}")
-
-
-def machine(load_start, note) -> dict:
-    """Where a part ran, with the load averages around it (above the core count = other work competed)."""
-    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "load_avg_at_start": load_start,
-            "load_avg_at_end": [round(x, 2) for x in os.getloadavg()], "note": note}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    print(f"\nmachine: {finish_machine(m)}\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from dataclasses import replace
@@ -32,23 +30,10 @@ import torch  # noqa: E402
 
 from difflab.device import autocast_dtype, cuda_count, dist_env, resolve_device, sync  # noqa: E402
 from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E402
-from difflab.digits.model_io import SHIPPED, load_digit_model  # noqa: E402
+from difflab.models.digits import SHIPPED, load_digit_model  # noqa: E402
+from difflab.runtime import machine  # noqa: E402
 
 RESULTS = Path("benchmarks/results/device.json")
-
-
-def machine() -> dict:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpus = [torch.cuda.get_device_name(i) for i in range(cuda_count())]
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": gpus, "torch": torch.__version__,
-            "cuda": torch.version.cuda, "python": platform.python_version()}
 
 
 def record(entry: dict) -> None:

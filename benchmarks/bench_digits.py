@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -27,11 +26,10 @@ import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator se
 
 _malloc.ensure()
 
-import torch  # noqa: E402
-
 from difflab.digits.evaluate import evaluate  # noqa: E402
 from difflab.digits.generate import GenerateConfig, RowCounter, generate, resolve  # noqa: E402
-from difflab.digits.model_io import load_digit_model  # noqa: E402
+from difflab.models.digits import load_digit_model  # noqa: E402
+from difflab.runtime import finish_machine, machine  # noqa: E402
 
 INTERVAL = (81, 578)  # sigma in (0.28, 5.42], Kynkäänniemi et al. 2024's interval, mapped to our schedule
 CANDIDATES = {  # name -> GenerateConfig overrides; the first is the baseline (today's old default)
@@ -46,18 +44,6 @@ CANDIDATES = {  # name -> GenerateConfig overrides; the first is the baseline (t
 }
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {platform.python_version()}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1)
@@ -70,7 +56,7 @@ def main() -> None:
     if names[0] != "teacher-ddim20":
         names.insert(0, "teacher-ddim20")  # the baseline is always measured in the same run
     models = {m: load_digit_model(m)[:2] for m in ("teacher", "student")}
-    load_start = os.getloadavg()
+    info = machine()  # its load average at start: above the core count = other work competed
     times: dict[str, list[dict]] = {n: [] for n in names}
     results, passes = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,11 +89,11 @@ def main() -> None:
                               for m in d},
             "fd_real_vs_real": {m: d[m]["fd_real_vs_real"] for m in d},
         })
-    out = {"machine": machine(), "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
+    out = {"machine": finish_machine(info),
            "malloc": {k: os.environ.get(k) for k in _malloc.MALLOC}, "per_digit": args.per_digit,
            "guidance": args.guidance, "runs": args.runs, "baseline": base, "candidates": rows}
-    print(f"\nmachine: {out['machine']}; load average {load_start[0]:.2f} at start, "
-          f"{out['load_avg_end'][0]:.2f} at end; {20 * args.per_digit} images, guidance {args.guidance:g}")
+    print(f"\nmachine: {info['cpu']}, {info['cores']} cores; load average {info['load_average_at_start']} at "
+          f"start, {info['load_average_at_end']} at end; {20 * args.per_digit} images, guidance {args.guidance:g}")
     head = (f"{'candidate':<28} {'NFE/img':>7} {'time s':>7} {'speed-up':>8} {'acc MNIST-M':>11} {'acc SVHN':>8} "
             f"{'FD MNIST-M':>10} {'FD SVHN':>8} {'FD/teacher':>11}")
     print(head + "\n" + "-" * len(head))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -22,10 +21,10 @@ import _malloc
 _malloc.ensure()
 
 import torch  # noqa: E402
-from bench_digits import machine  # noqa: E402
 
 from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E402
-from difflab.digits.model_io import load_digit_model  # noqa: E402
+from difflab.models.digits import load_digit_model  # noqa: E402
+from difflab.runtime import finish_machine, machine  # noqa: E402
 
 
 def variants(model):
@@ -44,6 +43,7 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/runtime_options.json")
     args = ap.parse_args()
+    info = machine()
     model, schedule, _ = load_digit_model(args.model)
     cfg = resolve(GenerateConfig(model=args.model, per_digit=args.per_digit), model)
     cases = variants(model)
@@ -70,12 +70,14 @@ def main() -> None:
     base = statistics.median(times["eager, 2 threads"])
     rows = [{"option": n, "median_s": statistics.median(v), "runs_s": v, "speedup": base / statistics.median(v),
              "prepare_s": cases[n][2]} for n, v in times.items()]
-    print(f"\nmachine: {machine()}; load average {os.getloadavg()[0]:.2f}; {args.model}, {20 * args.per_digit} images")
+    info = finish_machine(info)
+    print(f"\nmachine: {info['cpu']}, {info['cores']} cores; load average {info['load_average_at_start']} at start, "
+          f"{info['load_average_at_end']} at end; {args.model}, {20 * args.per_digit} images")
     print(f"{'option':<36} {'median s':>9} {'vs eager 2 thr':>15} {'one-off s':>10}")
     for r in rows:
         print(f"{r['option']:<36} {r['median_s']:>9.2f} {r['speedup']:>14.2f}x {r['prepare_s']:>10.1f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine(), "model": args.model, "rows": rows,
+    Path(args.out).write_text(json.dumps({"machine": info, "model": args.model, "rows": rows,
                                           "compile_first_run_s": compile_s}, indent=2))
     print(f"wrote {args.out}")
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -38,6 +36,8 @@ import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator se
 _malloc.ensure()
 
 import torch  # noqa: E402
+
+from difflab.runtime import finish_machine, machine  # noqa: E402
 
 RUNS = {  # name: (size, image px, train steps timed, denoising steps timed, photos)
     "tiny@64px": ("tiny", 64, 20, 20, 3),
@@ -140,13 +140,6 @@ def count_tflops() -> dict:
     return out
 
 
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "load_avg_start": os.getloadavg()}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
@@ -169,7 +162,7 @@ def main() -> None:
             print(f"{run:>11} {task:>8}: {results[f'{run}/{task}']}", flush=True)
     flops = count_tflops()
     est = estimates(results, flops)
-    info["load_avg_end"] = os.getloadavg()
+    finish_machine(info)
     print(f"\n{'run':>11} | {'CPU s/train step':>16} | {'CPU s/UNet step':>15} | {'CPU s/image':>11} | "
           f"{'wall s/train, /image':>20} | {'peak GiB train/gen':>18}")
     for run in RUNS:

@@ -79,10 +79,10 @@ NOT_YET: set = set()  # flags still accepting bad values (none left)
 
 # where each command's real work starts: replaced by a stub that stops the run (see the docstring)
 WORK = ("difflab.digits.train.train", "difflab.digits.classify.load_domain", "difflab.digits.distill.distill",
-        "difflab.digits.model_io.load_digit_model", "difflab.digits.viz_data.load_domain",
-        "difflab.ddim.loaders.load_user_unet", "difflab.ddim.loaders.load_diffusers_unet",
+        "difflab.models.digits.load_digit_model", "difflab.digits.viz_data.load_domain",
+        "difflab.models.loaders.load_user_unet", "difflab.models.loaders.load_diffusers_unet",
         "difflab.ddim.noise.save_noise", "difflab.clip.zeroshot.run_zeroshot", "difflab.personalize.train.train",
-        "difflab.personalize.sd.load_sd", "difflab.report.run.run_report")
+        "difflab.models.sd.load_sd", "difflab.report.run.run_report")
 
 
 class ReachedWork(BaseException):

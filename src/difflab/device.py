@@ -125,6 +125,16 @@ def cpu_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
+SEED_STRIDE = 100_003  # prime; runs seeded s and s + 1 share no stream while each has under 100_003 streams
+
+
+def stream_generator(seed: int, i: int) -> torch.Generator:
+    """The CPU generator of stream `i` (a chunk, an image) of a run seeded `seed`: seeded
+    `seed * 100_003 + i`. Streams are independent of batching, so chunk sizes never change the numbers.
+    seed in [0, 2**32) (checks.check_seed) and i >= 0 keep the result within torch's 64-bit seeds."""
+    return cpu_generator(seed * SEED_STRIDE + i)
+
+
 def randn(shape, generator: torch.Generator | None, device: torch.device | str = "cpu",
           dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Standard normal noise of `shape` on `device`, drawn from `generator` on the generator's own device

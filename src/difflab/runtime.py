@@ -6,6 +6,8 @@ generation up to 2x slower and its timings swing (measured: 200 digits 36.2 s pl
 2-core EPYC VM; docs/RESULTS.md). The fix used to live in the Makefile as MALLOC_* environment
 variables, which a user typing `difflab` never got. `mallopt` sets the same three knobs from inside the
 process, so everyone gets them. Values the user set through the environment win.
+
+`machine()` describes where a measurement ran, in one format for the report and every benchmark.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import platform
+from pathlib import Path
 
 # mallopt parameter numbers from glibc's malloc.h
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
@@ -46,3 +50,44 @@ def tune_allocator() -> dict[str, int]:
         if mallopt(param, value) == 1:
             _applied[key] = value
     return _applied
+
+
+# ---------------------------------------------------------------------------------- machine description
+def cpu_name() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (e.g. 'AMD EPYC 7B13'); off Linux what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages, 2 decimals (above the core count: other work competed for
+    the CPU); [] where the platform has none."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def machine(**extra) -> dict:
+    """Where a measurement runs, taken when it starts: cpu, cores, torch_threads, gpus (CUDA device names,
+    [] without), cuda (torch's CUDA version or None), python, torch, platform and load_average_at_start,
+    then the `extra` keys (a note, say). Call `finish_machine` on it when the measurement ends."""
+    import torch
+
+    from difflab.device import cuda_count
+
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpus": [torch.cuda.get_device_name(i) for i in range(cuda_count())], "cuda": torch.version.cuda,
+            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+            "load_average_at_start": load_average(), **extra}
+
+
+def finish_machine(info: dict) -> dict:
+    """Add load_average_at_end (now) to a `machine()` dict; returns the same dict."""
+    info["load_average_at_end"] = load_average()
+    return info

@@ -50,6 +50,18 @@ class NoiseSchedule:
         self.betas = make_betas(self.kind, self.num_train_timesteps, self.beta_start, self.beta_end)
         self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)
 
+    def to_dict(self) -> dict:
+        """The four fields as a JSON-ready dict (what checkpoints store as "schedule"); betas are rebuilt
+        from them, so `NoiseSchedule.from_dict(s.to_dict())` gives the same tensors bit for bit."""
+        return {"kind": self.kind, "num_train_timesteps": self.num_train_timesteps,
+                "beta_start": self.beta_start, "beta_end": self.beta_end}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NoiseSchedule:
+        """The inverse of `to_dict`. A missing key takes its default; an unknown key raises TypeError (a
+        checkpoint from another version), which loaders turn into one line naming the file."""
+        return cls(**d)
+
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Sample x_t ~ q(x_t | x_0) (DDPM eq. 4): sqrt(a_bar) x0 + sqrt(1 - a_bar) eps.
 

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def clip_tokenizer_dir(tmp_path_factory):
-    from difflab.clip.vocab import write_clip_tokenizer
+    from difflab.models.clip_vocab import write_clip_tokenizer
 
     return write_clip_tokenizer(tmp_path_factory.mktemp("clip_tokenizer"))
 
@@ -24,6 +24,6 @@ def tiny_clip_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_scorer(tiny_clip_dir):
-    from difflab.clip.model import ClipScorer
+    from difflab.models.clip import ClipScorer
 
     return ClipScorer.from_pretrained(tiny_clip_dir, batch_size=4)

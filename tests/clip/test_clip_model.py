@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from difflab.clip.model import ClipScorer
 from difflab.errors import DifflabError
+from difflab.models.clip import ClipScorer
 
 transformers = pytest.importorskip("transformers")
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from difflab.clip import vocab
 from difflab.errors import DifflabError
+from difflab.models import clip_vocab as vocab
 
 transformers = pytest.importorskip("transformers")
 

@@ -10,9 +10,9 @@ from PIL import Image
 
 from difflab.cli import main
 from difflab.clip.config import ZeroShotConfig
-from difflab.clip.model import ClipScorer
 from difflab.clip.prompts import ENSEMBLE
 from difflab.clip.zeroshot import run_zeroshot, summarise
+from difflab.models.clip import ClipScorer
 
 from .helpers import NAMES, make_flat_folder, make_subfolders
 

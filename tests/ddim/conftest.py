@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from difflab.digits.model_io import save_digit_model
+from difflab.models.digits import save_digit_model
 from difflab.models.unet import ConditionalUNet, UNetConfig
 from difflab.schedule import NoiseSchedule
 

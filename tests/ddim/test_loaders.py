@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from difflab.ddim.loaders import load_diffusers_unet, load_digits, load_user_unet
-from difflab.digits.model_io import load_digit_model
 from difflab.errors import DifflabError
+from difflab.models.digits import load_digit_model
+from difflab.models.loaders import load_diffusers_unet, load_digits, load_user_unet
 
 USER_UNET = textwrap.dedent('''
     import torch
@@ -231,7 +231,7 @@ def test_diffusers_missing_gives_a_clear_error(diffusers_dir, monkeypatch):
 
 
 def test_shipped_digit_model_is_the_default():
-    from difflab.digits.model_io import DEFAULT_MODEL
+    from difflab.models.digits import DEFAULT_MODEL
 
     if DEFAULT_MODEL.is_file():  # after the release training has written it
         m = load_digits()

@@ -10,8 +10,8 @@ import itertools
 import pytest
 import torch
 
-from difflab.ddim.loaders import load_diffusers_unet
 from difflab.errors import DifflabError
+from difflab.models.loaders import load_diffusers_unet
 from difflab.sampling import DDIMSampler
 from difflab.schedule import NoiseSchedule, make_timesteps
 

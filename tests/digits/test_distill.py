@@ -16,8 +16,8 @@ from difflab.digits.distill import (
     student_timesteps,
 )
 from difflab.digits.generate import GenerateConfig, generate, resolve, sample_chunks
-from difflab.digits.model_io import DEFAULT_MODEL, STUDENT_MODEL, load_digit_model, model_path, save_digit_model
 from difflab.errors import DifflabError
+from difflab.models.digits import DEFAULT_MODEL, STUDENT_MODEL, load_digit_model, model_path, save_digit_model
 from difflab.schedule import NoiseSchedule
 
 TINY_RUN = dict(student_steps=2, teacher_steps=4, trajectories=12, traj_batch=8, steps=4, batch_size=6,

@@ -97,8 +97,8 @@ def test_eval_counts_match_direct_prediction(tmp_path, tiny_unet):
         train_classifier(dom, paths[dom], epochs=1, train_size=200, progress=False)
     _gen(tmp_path / "gen", tiny_unet)
     res = evaluate(tmp_path / "gen", {k: str(v) for k, v in paths.items()})
-    from difflab.digits.classify import load_classifier
     from difflab.digits.evaluate import read_generated
+    from difflab.models.digits import load_classifier
 
     for dom in ("mnistm", "svhn"):
         x, y, _ = read_generated(tmp_path / "gen" / dom)

@@ -5,7 +5,7 @@ import torch
 
 from difflab.cli import main as cli_main
 from difflab.digits.distill import make_student
-from difflab.digits.model_io import save_digit_model
+from difflab.models.digits import save_digit_model
 from difflab.schedule import NoiseSchedule
 
 STUDENT_META = {"student": {"steps": 4, "spacing": "trailing", "guidance_range": [1.0, 5.0], "guide": "digit"}}

@@ -48,11 +48,11 @@ def test_same_seed_same_images_on_the_card_and_close_to_the_cpu(tiny_unet, kw):
 
 def test_training_distillation_and_ddim_run_on_the_card(tmp_path, tiny_unet):
     from difflab.ddim.config import DDIMConfig
-    from difflab.ddim.loaders import load_digits
     from difflab.ddim.run import run_sampler
     from difflab.digits import distill as Dl
-    from difflab.digits.model_io import save_digit_model
     from difflab.digits.train import TrainConfig, Trainer
+    from difflab.models.digits import save_digit_model
+    from difflab.models.loaders import load_digits
 
     g = torch.Generator().manual_seed(0)
     data = (torch.randint(0, 256, (16, 3, 28, 28), generator=g, dtype=torch.uint8),

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from difflab.digits.info import checkpoint_info
-from difflab.digits.model_io import DEFAULT_MODEL, save_digit_model
 from difflab.errors import DifflabError
 from difflab.io import save_checkpoint
+from difflab.models.digits import DEFAULT_MODEL, save_digit_model
 from difflab.schedule import NoiseSchedule
 
 

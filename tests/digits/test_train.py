@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from difflab.cli import main
-from difflab.digits.model_io import load_digit_model
 from difflab.digits.train import TrainConfig, Trainer, drop_conditions, train
 from difflab.errors import DifflabError
 from difflab.io import load_checkpoint
+from difflab.models.digits import load_digit_model
 
 from .conftest import TINY
 

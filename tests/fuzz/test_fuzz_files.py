@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import save as st_save
 
-from difflab.ddim.loaders import _read_state
 from difflab.ddim.noise import load_noise_file
 from difflab.io import load_checkpoint, load_image, save_checkpoint
+from difflab.models.state import read_state_dict
 from difflab.personalize.embeddings import read_embeds
 
 from .mutate import file_bytes, json_values, loads_or_refuses
@@ -165,7 +165,7 @@ STATE = _torch_bytes({"ema": {"w": torch.ones(2)}, "step": 3})
 def test_user_weights(workdir, suffix, raw):
     path = workdir / f"weights{suffix}"
     path.write_bytes(raw)
-    result = loads_or_refuses(_read_state, path, None)
+    result = loads_or_refuses(read_state_dict, path, None)
     if result is None:
         return
     state, where = result

@@ -33,7 +33,7 @@ def tiny_sd_dir(tmp_path_factory):
 
 @pytest.fixture
 def pipe(tiny_sd_dir):
-    from difflab.personalize.sd import load_sd
+    from difflab.models.sd import load_sd
 
     return load_sd(tiny_sd_dir, device="cpu")
 

@@ -25,7 +25,7 @@ def _write_two(tmp_path, dim):
 
 
 def test_files_load_identically_in_diffusers_and_in_our_loader(tmp_path, pipe, tiny_sd_dir):
-    from difflab.personalize.sd import load_sd
+    from difflab.models.sd import load_sd
 
     a, b = _write_two(tmp_path, _dim(pipe))
     load_concepts(pipe, [a, b])
@@ -63,7 +63,7 @@ def test_learned_vectors_change_the_text_encoding(pipe, tmp_path):
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 def test_a1111_round_trip_and_diffusers_reads_our_export(tmp_path, pipe, tiny_sd_dir, suffix):
-    from difflab.personalize.sd import load_sd
+    from difflab.models.sd import load_sd
 
     vec = random_embeds(_dim(pipe), 2, seed=5)
     src = E.save_embeds(tmp_path / "learned_embeds.safetensors", {"<dog7>": vec})

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from difflab.errors import DifflabError
-from difflab.personalize.sd import load_sd, write_sd_v1_config
+from difflab.models.sd import load_sd, write_sd_v1_config
 
 from .ldm import save_ldm_checkpoint
 

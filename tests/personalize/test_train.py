@@ -58,7 +58,7 @@ def test_resume_continues_exactly(tmp_path, tiny_sd_dir, photos_dir):
 
 
 def test_training_output_loads_in_diffusers(tmp_path, tiny_sd_dir, photos_dir):
-    from difflab.personalize.sd import load_sd
+    from difflab.models.sd import load_sd
 
     cfg = small_config(vectors=2, validate_every=2, num_validation=2, validation_steps=2, steps=2)
     tr = train(tiny_sd_dir, photos_dir, tmp_path / "out", cfg, device="cpu", progress=False)
@@ -71,7 +71,7 @@ def test_training_output_loads_in_diffusers(tmp_path, tiny_sd_dir, photos_dir):
 
 
 def test_same_seed_same_vectors_other_seed_differs(pipe, photos_dir, tiny_sd_dir):
-    from difflab.personalize.sd import load_sd
+    from difflab.models.sd import load_sd
 
     runs = []
     for seed in (0, 0, 1):

@@ -28,7 +28,7 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """(path, model, schedule) of a tiny random digit model saved in our checkpoint format."""
-    from difflab.digits.model_io import load_digit_model, save_digit_model
+    from difflab.models.digits import load_digit_model, save_digit_model
     from difflab.models.unet import ConditionalUNet, UNetConfig
     from difflab.schedule import NoiseSchedule
 
@@ -44,7 +44,7 @@ def tiny_model(tmp_path_factory):
 def tiny_student(tmp_path_factory, tiny_model):
     """Path of a tiny guidance-input student made from the tiny model, with the metadata of a 4-step student."""
     from difflab.digits.distill import make_student
-    from difflab.digits.model_io import save_digit_model
+    from difflab.models.digits import save_digit_model
 
     _, teacher, schedule = tiny_model
     torch.manual_seed(1)
@@ -58,9 +58,8 @@ def tiny_student(tmp_path_factory, tiny_model):
 @pytest.fixture(scope="session")
 def classifiers(tmp_path_factory):
     """{domain: path} of random (untrained) classifiers in the shipped format."""
-    from difflab.digits.classify import KIND
-    from difflab.io import save_checkpoint
     from difflab.models.classifier import ClassifierConfig, DigitClassifier
+    from difflab.models.digits import save_classifier
 
     folder = tmp_path_factory.mktemp("classifiers")
     out = {}
@@ -69,7 +68,7 @@ def classifiers(tmp_path_factory):
         cfg = ClassifierConfig(width=8)
         net = DigitClassifier(cfg)
         out[m] = folder / f"classifier_{m}.safetensors"
-        save_checkpoint(out[m], net.state_dict(), {"kind": KIND, "domain": m, "config": cfg.to_dict()})
+        save_classifier(out[m], net, {"domain": m})
     return out
 
 

@@ -11,8 +11,9 @@ from PIL import Image
 from difflab.cli import build_parser, main
 from difflab.errors import DifflabError
 from difflab.report.config import ReportConfig
+from difflab.report.context import Context
 from difflab.report.fewstep import candidates, fewstep, load_student
-from difflab.report.run import Context, report_command
+from difflab.report.run import report_command
 
 NAMES = ["teacher-ddim20", "teacher-dpmpp2m-10", "teacher-dpmpp2m-10-interval"]
 

@@ -1,1 +1,2 @@
-"""CLIP: offline model loading, embeddings and scores, zero-shot classification of image folders."""
+"""CLIP zero-shot classification of image folders (the model, its embeddings and scores:
+`difflab.models.clip.ClipScorer`; the tokenizer vocabulary: `difflab.models.clip_vocab`)."""

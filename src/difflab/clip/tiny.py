@@ -2,8 +2,9 @@
 
 `save_tiny_clip(out_dir)` writes what `ClipScorer.from_pretrained` and the textual-inversion code read:
 a transformers `CLIPModel` (config.json + model.safetensors), OpenAI's real tokenizer files (converted
-from the open-clip wheel, see `vocab.py`) and a `preprocessor_config.json`. `size="vit-b-32"` builds the
-exact architecture of `openai/clip-vit-base-patch32` (151M parameters) for throughput benchmarks.
+from the open-clip wheel, see `difflab.models.clip_vocab`) and a `preprocessor_config.json`.
+`size="vit-b-32"` builds the exact architecture of `openai/clip-vit-base-patch32` (151M parameters) for
+throughput benchmarks.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from difflab.clip.vocab import N_MERGES, write_clip_tokenizer
 from difflab.errors import DifflabError
+from difflab.models.clip_vocab import N_MERGES, write_clip_tokenizer
 
 # (text, vision, projection_dim); ViT-B/32 numbers are those of openai/clip-vit-base-patch32's config.json
 SIZES = {

@@ -63,7 +63,7 @@ def classify(scorer, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> t
 
 def run_zeroshot(config: ZeroShotConfig, scorer=None, progress: bool = True) -> ZeroShotResult:
     """Scan, embed, classify. `scorer` (a ClipScorer) may be passed to reuse a loaded model."""
-    from difflab.clip.model import ClipScorer
+    from difflab.models.clip import ClipScorer
 
     config.validate()
     folder = scan_folder(config.images_dir, config.labels)

@@ -19,7 +19,7 @@ CONFIG_FLAGS = ("steps", "sampler_name", "karras", "spacing", "offset", "eta", "
 
 def _model(args):
     """Build the EpsModel the flags name (default: our shipped digit model)."""
-    from difflab.ddim import loaders
+    from difflab.models import loaders
 
     digit_flags = [f for f in ("digit", "domain", "guidance") if getattr(args, f) is not None]
     if args.unet_module or args.diffusers_unet:

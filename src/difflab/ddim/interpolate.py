@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import torch
 
 from difflab.ddim.config import DDIMConfig
-from difflab.ddim.loaders import EpsModel
 from difflab.errors import DifflabError
+from difflab.models.loaders import EpsModel
 
 PARALLEL_EPS = 1e-6  # below this sin(theta) the slerp weights are 0/0: fall back to lerp
 

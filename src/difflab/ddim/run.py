@@ -19,16 +19,13 @@ import torch
 from tqdm import tqdm
 
 from difflab.ddim.config import DDIMConfig
-from difflab.ddim.loaders import EpsModel
 from difflab.ddim.noise import load_noise_dir, make_noise, natural_key, save_noise, stem_names
+from difflab.device import stream_generator
 from difflab.errors import DifflabError
 from difflab.io import IMAGE_SUFFIXES, load_image, save_png, staged_output_dir, to_uint8
+from difflab.models.loaders import EpsModel
 from difflab.sampling import DDIMSampler
 from difflab.solvers import DPMSolverPP2M, UniPC
-
-
-def image_generator(seed: int, index: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 100_003 + index)
 
 
 class PerImageNoise(Sequence):
@@ -65,7 +62,7 @@ def run_sampler(model: EpsModel, sampler: DDIMSampler | DPMSolverPP2M | UniPC, n
             x = noise[start:start + batch_size].to(device)
             noise_arg = ()  # the ODE solvers (no eta) draw no noise and take no variance_noise
             if getattr(sampler, "eta", 0.0) > 0:
-                gens = [image_generator(seed, i) for i in indices[start:start + batch_size]]
+                gens = [stream_generator(seed, i) for i in indices[start:start + batch_size]]
                 noise_arg = (PerImageNoise(gens, x.shape[1:], n_steps, device),)
             x0 = sampler.sample(model, x, None, lambda _out, n=len(x): bar.update(n), *noise_arg)
             outs.append(x0.float().cpu())

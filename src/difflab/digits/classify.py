@@ -1,8 +1,6 @@
-"""Train, save and load the per-domain evaluation classifiers; predict and extract features."""
+"""Train the per-domain evaluation classifiers; predict and extract features (their files: models/digits.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,17 +10,8 @@ from tqdm import tqdm
 from difflab.checks import check_count, check_number, check_seed
 from difflab.data import load_domain, to_model_range
 from difflab.device import module_device, resolve_device
-from difflab.digits.model_io import load_state_strict
-from difflab.errors import DifflabError
-from difflab.io import load_checkpoint, save_checkpoint
-from difflab.models.classifier import ClassifierConfig, DigitClassifier
-
-KIND = "difflab-digit-classifier"
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-
-
-def default_classifier_path(domain: str) -> Path:
-    return ASSETS / f"classifier_{domain}.safetensors"
+from difflab.models.classifier import DigitClassifier
+from difflab.models.digits import save_classifier
 
 
 def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -90,20 +79,9 @@ def train_classifier(domain: str, out_path, epochs: int = 8, batch_size: int = 1
         val_acc = (predict(model, xv)[0] == yv).float().mean().item()
         bar.set_postfix(val_acc=f"{val_acc:.4f}")
     bar.close()
-    save_checkpoint(out_path, model.state_dict(),
-                    {"kind": KIND, "domain": domain, "config": model.config.to_dict(), "val_acc": val_acc,
-                     "epochs": epochs, "seed": seed, "train_size": len(x)})
+    save_classifier(out_path, model, {"domain": domain, "val_acc": val_acc, "epochs": epochs, "seed": seed,
+                                      "train_size": len(x)})
     return model.eval(), val_acc
-
-
-def load_classifier(path, device: str = "cpu") -> tuple[DigitClassifier, dict]:
-    """(classifier in eval mode on `device`, its metadata) from a file written by train_classifier."""
-    tensors, meta = load_checkpoint(path)
-    if meta.get("kind") != KIND:
-        raise DifflabError(f"{path}: not a difflab digit classifier (kind={meta.get('kind')!r})")
-    model = DigitClassifier(ClassifierConfig(**meta.get("config", {})))
-    load_state_strict(model, tensors, path)
-    return model.eval().to(resolve_device(device)), meta
 
 
 def real_features(domain: str, model: DigitClassifier, split: str = "val", data_root=None, seed: int = 0

@@ -30,7 +30,8 @@ def _info(args):
 
 
 def _train_classifier(args):
-    from difflab.digits.classify import default_classifier_path, train_classifier
+    from difflab.digits.classify import train_classifier
+    from difflab.models.digits import default_classifier_path
 
     out = args.out or default_classifier_path(args.domain)
     _, acc = train_classifier(args.domain, out, epochs=args.epochs, seed=args.seed, data_root=args.data_root,
@@ -87,7 +88,7 @@ def _gen_config(args):
 
 def _generate(args):
     from difflab.digits.generate import generate, resolve
-    from difflab.digits.model_io import load_digit_model
+    from difflab.models.digits import load_digit_model
 
     cfg = _gen_config(args)  # checks itself when built: before the model loads
     model, schedule, _ = load_digit_model(cfg.model)

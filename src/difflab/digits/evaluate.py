@@ -15,9 +15,10 @@ from scipy import linalg
 
 from difflab.data import DOMAINS, load_domain, to_model_range
 from difflab.device import resolve_device
-from difflab.digits.classify import default_classifier_path, load_classifier, predict
+from difflab.digits.classify import predict
 from difflab.errors import DifflabError
 from difflab.io import atomic_path, load_image
+from difflab.models.digits import default_classifier_path, load_classifier
 
 NAME_RE = re.compile(r"^(\d)_(\d{3,})\.png$")
 PRETTY = {"mnistm": "MNIST-M", "svhn": "SVHN"}

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from difflab.checks import check_count, check_guidance, check_number, check_seed
 from difflab.data import DOMAINS
-from difflab.device import autocast, check_device, cpu_generator, move, randn, resolve_device, sync
+from difflab.device import autocast, check_device, cpu_generator, move, randn, resolve_device, stream_generator, sync
 from difflab.errors import DifflabError
 from difflab.io import save_png, staged_output_dir, to_uint8
 from difflab.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn
@@ -201,7 +201,7 @@ def sample_chunks(model, schedule, cfg: GenerateConfig, domains=DOMAINS, progres
         digits = torch.tensor([d for _, d, _ in chunk], device=device)
         doms = torch.tensor([DOMAINS.index(m) for m, _, _ in chunk], device=device)
         eps_fn = make_eps_fn(model, cfg, digits, doms, schedule)
-        gc = cpu_generator(cfg.seed * 100_003 + c + 1)  # per-step noise (DDPM, eta > 0): CPU too
+        gc = stream_generator(cfg.seed, c + 1)  # per-step noise (DDPM, eta > 0): CPU too
 
         def step_cb(out, c=c):
             bar.update(1)

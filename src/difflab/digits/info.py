@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from difflab.digits.model_io import DEFAULT_MODEL, STUDENT_MODEL, model_path
 from difflab.errors import DifflabError
 from difflab.io import load_checkpoint
+from difflab.models.digits import DEFAULT_MODEL, STUDENT_MODEL, model_path
 
 # The shipped teacher: three legs (0-2000, 2000-4000, then resumed to 9000 with a warm restart) on the
 # 2-core development VM, 82 + 99.3 min of diffusion training (docs/RESULTS.md, "Release training").

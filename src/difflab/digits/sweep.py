@@ -60,8 +60,8 @@ def sweep(out_dir, model, schedule, cfg: GenerateConfig, scales, classifiers: di
     report's own grids), copied instead of generated again: the same files, minutes saved.
     The output folder is built aside and moved into place complete, as `digits generate` does.
     """
-    from difflab.digits.classify import default_classifier_path, load_classifier
     from difflab.digits.evaluate import evaluate
+    from difflab.models.digits import default_classifier_path, load_classifier
 
     scales = parse_scales(scales)
     cfg.check()

@@ -41,14 +41,13 @@ from difflab.device import (
     grad_scaler,
     rank_device,
 )
-from difflab.digits.model_io import load_state_strict, save_digit_model
 from difflab.errors import DifflabError
 from difflab.io import load_checkpoint, save_checkpoint
+from difflab.models.digits import TRAIN_KIND, save_digit_model
+from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet, UNetConfig
 from difflab.outdir import output_lock
 from difflab.schedule import NoiseSchedule
-
-TRAIN_KIND = "difflab-digits-train"
 
 
 @dataclass
@@ -260,8 +259,7 @@ class Trainer:
         c = asdict(self.cfg)
         return {"kind": TRAIN_KIND, "unet": self.cfg.unet.to_dict(), "step": self.step, "train": c,
                 "train_run": self.train_run(),
-                "schedule": {"kind": self.schedule.kind, "num_train_timesteps": self.schedule.num_train_timesteps,
-                             "beta_start": self.schedule.beta_start, "beta_end": self.schedule.beta_end},
+                "schedule": self.schedule.to_dict(),
                 "world_size": self.world}
 
     def _rng_states(self) -> list[torch.Tensor]:

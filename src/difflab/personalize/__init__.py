@@ -1,8 +1,9 @@
 """Textual inversion for Stable Diffusion v1.x: learn new tokens, generate, score with CLIP, compose.
 
+SD itself is loaded by `difflab.models.sd` and scored with `difflab.models.clip.ClipScorer`.
+
 Modules (all import diffusers/transformers lazily, inside functions):
     tiny.py        random-weight SD pipelines built from configs (tests, benchmarks)
-    sd.py          load SD from a diffusers folder or an original single-file checkpoint
     embeddings.py  learned-embedding files (diffusers and Automatic1111 formats), adding tokens
     train.py       the embedding trainer (only the new rows change)
     prompts.py     the PROMPTS.json format

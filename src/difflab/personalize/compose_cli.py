@@ -23,9 +23,9 @@ def _u8(image: np.ndarray) -> np.ndarray:
 
 def run_compose(args) -> list[Path]:
     """OUT/compose_<seed>.png per seed; with --with-paths also OUT/path<r>_<seed>.png (region r alone)."""
+    from difflab.models.sd import load_sd
     from difflab.personalize import embeddings as E
     from difflab.personalize.generate import check_size, load_concepts
-    from difflab.personalize.sd import load_sd
 
     check_count("num", args.num)
     check_count("steps", args.steps)

@@ -113,7 +113,7 @@ def generate(prompts_file, out_dir, model, embed_files, per_prompt: int = 25, st
              config_dir=None, progress: bool = True) -> list[Path]:
     """`difflab ti generate`: load SD + embeddings, write the layout into `out_dir`."""
     from difflab.device import resolve_device
-    from difflab.personalize.sd import load_sd
+    from difflab.models.sd import load_sd
 
     check_numbers(per_prompt, steps, guidance, batch_size, size, seed)
     resolve_device(device)  # refused in one line before any loading

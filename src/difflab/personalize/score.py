@@ -5,7 +5,7 @@ For every prompt folder OUT/<key>/<i>/ with N images:
     text score   = 100 x cos(image, prompt_4_clip_eval[i])
     rank images by image + 2.5 x text, keep the top 5, average each score over them;
     PASS when the top-5 image mean >= baseline[i][0] and the top-5 text mean >= baseline[i][1].
-The CLIP model is `difflab.clip.model.ClipScorer` (the same wrapper as the zero-shot job).
+The CLIP model is `difflab.models.clip.ClipScorer` (the same wrapper as the zero-shot job).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def format_report(results: list[PromptScore]) -> str:
 
 def score(prompts_file, out_dir, concepts_dir, clip_dir, report=None, device: str = "auto"):
     """`difflab ti score`: returns (results, report text); writes the scores as JSON to `report`."""
-    from difflab.clip.model import ClipScorer
+    from difflab.models.clip import ClipScorer
 
     concepts = load_prompts(prompts_file)
     scorer = ClipScorer.from_pretrained(clip_dir, device=device)

@@ -1,9 +1,10 @@
 """Random-weight Stable Diffusion v1 pipelines built from configs (no real weights exist here).
 
 `save_tiny_sd(out_dir)` writes a diffusers folder (model_index.json + unet/vae/text_encoder/tokenizer/
-scheduler) that our loader and `StableDiffusionPipeline.from_pretrained` both read. The tokenizer is
-OpenAI's real CLIP BPE vocabulary (49408 tokens, from the open-clip wheel), so prompts, added tokens and
-multi-vector expansion behave exactly as with real SD; only the networks are tiny and random.
+scheduler) that our loader (`difflab.models.sd.load_sd`) and `StableDiffusionPipeline.from_pretrained`
+both read. The tokenizer is OpenAI's real CLIP BPE vocabulary (49408 tokens, from the open-clip wheel), so
+prompts, added tokens and multi-vector expansion behave exactly as with real SD; only the networks are
+tiny and random. The scheduler numbers are SD v1's own (`models.sd.SD_SCHEDULER`).
 
 `size="sd15"` builds components with the exact SD-v1.5 architectures (UNet 860M, VAE 84M, CLIP ViT-L/14
 text encoder 123M parameters) for the timing benchmark.
@@ -16,11 +17,7 @@ from pathlib import Path
 import torch
 
 from difflab.errors import DifflabError
-
-# SD v1.x scheduler numbers (those of runwayml/stable-diffusion-v1-5's scheduler_config.json)
-SD_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                    beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1,
-                    set_alpha_to_one=False, clip_sample=False)
+from difflab.models.sd import SD_SCHEDULER
 
 UNET = {
     # two levels, one of them with cross-attention: enough to exercise every code path in a few ms
@@ -59,7 +56,7 @@ def build_components(size: str = "tiny", seed: int = 0, tokenizer_dir=None) -> d
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from difflab.clip.vocab import write_clip_tokenizer
+    from difflab.models.clip_vocab import write_clip_tokenizer
 
     if size not in UNET:
         raise DifflabError(f"tiny.py: unknown size {size!r} (use one of {', '.join(UNET)})")
@@ -93,7 +90,7 @@ def build_pipeline(size: str = "tiny", seed: int = 0, tokenizer_dir=None):
 
 def save_tiny_sd(out_dir, size: str = "tiny", seed: int = 0) -> Path:
     """Write a random SD pipeline of `size` as a diffusers folder into `out_dir`; returns `out_dir`."""
-    from difflab.clip.vocab import write_clip_tokenizer
+    from difflab.models.clip_vocab import write_clip_tokenizer
 
     out = Path(out_dir)
     tok_dir = write_clip_tokenizer(out / "tokenizer")

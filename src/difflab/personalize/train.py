@@ -223,7 +223,7 @@ def train(model: str, images_dir, out_dir, cfg: TrainConfig, resume: str | None 
 
 def _train(model: str, images_dir, out: Path, cfg: TrainConfig, resume_from: Path | None, device: str,
            original_config, config_dir, progress: bool):
-    from difflab.personalize.sd import load_sd
+    from difflab.models.sd import load_sd
     from difflab.viz import grid, save_image
 
     ckpt = out / "checkpoint.safetensors"

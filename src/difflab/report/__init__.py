@@ -4,6 +4,7 @@ beside it (relative links only), each captioned with what it shows and the comma
 
 Modules:
     config.py    ReportConfig: the settings of every section (small defaults: < 5 min on 2 cores)
+    context.py   Context: what every section reads (settings, model) and writes (files, numbers)
     run.py       runs the sections in a staged output folder, times them, writes report.json + index.html
     digits.py    digits grids, accuracy/Fréchet table, reverse process, guidance sweep
     ddim.py      eta grid, slerp vs lerp with noise norms, inversion round trip (on the digit model)

@@ -32,8 +32,8 @@ def _gen_config(args):
 
 def _reverse(args):
     from difflab.checks import check_digit
-    from difflab.digits.model_io import load_digit_model
     from difflab.digits.reverse import check_output_png, reverse_figure
+    from difflab.models.digits import load_digit_model
     from difflab.viz import save_image
 
     out = check_output_png(args.out_png, args.overwrite)
@@ -48,8 +48,8 @@ def _reverse(args):
 
 
 def _sweep(args):
-    from difflab.digits.model_io import load_digit_model
     from difflab.digits.sweep import parse_scales, sweep
+    from difflab.models.digits import load_digit_model
 
     scales = parse_scales(args.scales)  # refuse bad scales before loading anything
     cfg = _gen_config(args)  # checks itself when built

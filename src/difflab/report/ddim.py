@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import math
 import shutil
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from difflab.report.context import Context
 from difflab.report.html import figure, table
 from difflab.viz import save_image
-
-if TYPE_CHECKING:
-    from difflab.report.run import Context
 
 DOMAIN = "mnistm"  # the DDIM figures use one domain: they are about the sampler, not the data
 
@@ -28,7 +25,7 @@ def _ddim_config(ctx: Context):
 
 
 def _model(ctx: Context, guidance: float):
-    from difflab.ddim.loaders import load_digits
+    from difflab.models.loaders import load_digits
 
     return load_digits(ctx.model_path, ctx.cfg.digit, DOMAIN, guidance)
 

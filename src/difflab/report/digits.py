@@ -6,18 +6,14 @@ command regenerates the same files (tests/report checks this for the reverse pro
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from difflab.data import DOMAINS
 from difflab.digits.evaluate import PRETTY
 from difflab.io import load_image
+from difflab.report.context import Context
 from difflab.report.html import command_block, figure, paragraph, table
 from difflab.viz import save_image
-
-if TYPE_CHECKING:
-    from difflab.report.run import Context
 
 
 def gen_flags(cfg) -> list[str]:

@@ -10,17 +10,14 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from difflab.errors import DifflabError
 from difflab.io import open_image, read_json
+from difflab.report.context import Context
 from difflab.report.html import command_block, figure, paragraph, table
 from difflab.viz import save_image
-
-if TYPE_CHECKING:
-    from difflab.report.run import Context
 
 TI_THUMB = 128  # px per textual-inversion tile: SD images are 512 px, a sheet of 8 must fit the page
 TI_COLUMNS = 8
@@ -29,7 +26,7 @@ TI_COLUMNS = 8
 def prepare_zeroshot(clip_dir, images_dir, labels):
     """Load the CLIP model and scan the image folder now; returns the loaded ClipScorer."""
     from difflab.clip.dataset import scan_folder
-    from difflab.clip.model import ClipScorer
+    from difflab.models.clip import ClipScorer
 
     if (clip_dir is None) != (images_dir is None):
         raise DifflabError("--clip and --zeroshot go together (CLIP model folder + labelled images)")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,11 +19,9 @@ from difflab.data import DOMAINS
 from difflab.digits.evaluate import PRETTY
 from difflab.digits.generate import TEACHER_STEPS, GenerateConfig, RowCounter, student_info
 from difflab.errors import DifflabError
+from difflab.report.context import Context
 from difflab.report.digits import gen_flags
 from difflab.report.html import command_block, figure, paragraph, table
-
-if TYPE_CHECKING:
-    from difflab.report.run import Context
 
 # sigma in (0.28, 5.42], Kynkäänniemi et al. 2024's interval, mapped to our schedule (docs/digits.md)
 INTERVAL = (81, 578)
@@ -52,7 +49,7 @@ class Candidate:
 
 def student_file(path) -> Path | None:
     """The student's file: 'student' is the shipped one; None when no student was asked for."""
-    from difflab.digits.model_io import SHIPPED
+    from difflab.models.digits import SHIPPED
 
     return None if path is None else SHIPPED.get(str(path), Path(path))
 
@@ -61,7 +58,7 @@ def load_student(path):
     """(model, schedule) of the student at `path`, or None when there is no such file (the shipped
     student may not exist yet: the section then shows the teacher alone). A file that exists but is not
     a distilled student is the user's mistake: one-line error, before the report does any work."""
-    from difflab.digits.model_io import load_digit_model
+    from difflab.models.digits import load_digit_model
 
     file = student_file(path)
     if file is None or not file.is_file():

@@ -9,11 +9,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
-import platform
-import shlex
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -21,39 +18,9 @@ from tqdm import tqdm
 
 from difflab.io import atomic_path
 from difflab.report.config import ReportConfig
+from difflab.report.context import Context
 from difflab.report.html import check_links, esc, page, paragraph, table
-
-
-@dataclass
-class Context:
-    """What every section reads (settings, model) and writes (files under `stage`, numbers)."""
-
-    stage: Path  # where files go now; moved to `out` at the end
-    out: str  # the output folder as the user named it, for the commands in captions
-    cfg: ReportConfig
-    model_path: str | None
-    model: torch.nn.Module
-    schedule: object
-    classifiers: dict
-    data_root: str | None = None
-    zeroshot: dict | None = None
-    ti_dir: str | None = None
-    progress: bool = True
-    report_command: str = ""  # the `difflab report` command of this run
-    student_path: str | None = None  # 'student' (the shipped one) or a path; None or a missing file: no student
-    numbers: dict = field(default_factory=dict)
-
-    def path(self, rel: str) -> str:
-        return str(Path(self.out) / rel)
-
-    def model_flag(self, ddim: bool = False) -> list[str]:
-        if self.model_path is None:  # the teacher: `digits generate` alone would use the student
-            return [] if ddim else ["--model", "teacher"]
-        return ["--digits-model" if ddim else "--model", str(self.model_path)]
-
-    @staticmethod
-    def command(*args: str) -> str:
-        return shlex.join(["difflab", *map(str, args)])
+from difflab.runtime import finish_machine, machine
 
 
 def report_command(out, cfg: ReportConfig, model_path=None, classifiers=None, data_root=None, clip=None,
@@ -80,20 +47,6 @@ def report_command(out, cfg: ReportConfig, model_path=None, classifiers=None, da
     return Context.command(*args, "--overwrite")
 
 
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
-
-
 def _file_id(path: Path) -> str:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     return f"{path} (sha256 {digest}...)"
@@ -103,11 +56,10 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
                data_root=None, clip=None, zeroshot=None, labels=None, ti=None, overwrite: bool = False,
                progress: bool = True, student_path="student") -> dict:
     """Write the report; return report.json's content ({'sections': {name: seconds}, 'numbers', ...})."""
-    from difflab.digits.classify import default_classifier_path, load_classifier
-    from difflab.digits.model_io import DEFAULT_MODEL, load_digit_model
     from difflab.digits.reverse import parse_timesteps
     from difflab.digits.sweep import parse_scales
     from difflab.io import staged_output_dir
+    from difflab.models.digits import DEFAULT_MODEL, default_classifier_path, load_classifier, load_digit_model
     from difflab.report import ddim as ddim_sections
     from difflab.report import digits, extras, fewstep
 
@@ -162,7 +114,7 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
         # CPU seconds beside wall seconds: on a shared machine they show how much the run was slowed
         info.update(sections=seconds, sections_cpu_s=cpu, total_s=time.perf_counter() - t_start,
                     total_cpu_s=time.process_time() - c_start, numbers=ctx.numbers)
-        info["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        finish_machine(info["machine"])
         sections.append(("run", "Run time and machine", _run_section(info)))
         with atomic_path(stage / "report.json") as tmp:
             tmp.write_text(json.dumps(info, indent=2, default=_jsonable))

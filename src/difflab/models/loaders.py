@@ -22,9 +22,8 @@ import torch
 from difflab.checks import check_digit, check_guidance
 from difflab.device import resolve_device
 from difflab.errors import DifflabError
-from difflab.io import check_finite, check_float_weights, load_torch_file, read_json
-
-STATE_KEYS = ("ema", "state_dict", "model")  # wrappers we unwrap, EMA first: the weights meant for sampling
+from difflab.io import read_json
+from difflab.models.state import load_state_strict, read_state_dict
 
 
 @dataclass
@@ -65,7 +64,7 @@ def load_digits(path=None, digit: int = 0, domain: str = "mnistm", guidance: flo
     classifier-free guidance `guidance` (0 = unconditional, 1 = conditional, > 1 = guided), on `device`
     (in float32, as before devices existed: DDIM parity with diffusers is checked in float32)."""
     from difflab.data import DOMAINS
-    from difflab.digits.model_io import DEFAULT_MODEL, load_digit_model
+    from difflab.models.digits import DEFAULT_MODEL, load_digit_model
     from difflab.sampling import cfg_eps_fn
 
     check_digit("digit", digit)
@@ -88,10 +87,8 @@ def load_digits(path=None, digit: int = 0, domain: str = "mnistm", guidance: flo
                                 torch.full((B,), DOMAINS.index(domain), device=dev), guidance)
         return fns[B](x, t)
 
-    sched = {"kind": schedule.kind, "num_train_timesteps": schedule.num_train_timesteps,
-             "beta_start": schedule.beta_start, "beta_end": schedule.beta_end}
     return EpsModel(fn, f"digits model {path.name}: digit {digit}, {domain}, guidance {guidance:g}",
-                    (model.config.in_channels, 28, 28), sched, model, dev)
+                    (model.config.in_channels, 28, 28), schedule.to_dict(), model, dev)
 
 
 # ---------------------------------------------------------------- a user's model file + weights
@@ -129,69 +126,6 @@ def _import_class(spec: str):
     return cls
 
 
-def _read_state(path: Path, key: str | None) -> tuple[dict[str, torch.Tensor], str]:
-    """Load weights -> (state dict, where in the file it came from)."""
-    if not path.is_file():
-        raise DifflabError(f"{path}: weights file not found")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path)), "safetensors"
-        except (SafetensorError, OSError, ValueError) as e:
-            raise DifflabError(f"{path}: not a readable safetensors file ({e})") from None
-    # weights_only inside: a weights file must not run code when read (the model file is the code)
-    obj = load_torch_file(path, "state dict")
-    where = "top level"
-    if isinstance(obj, dict) and key is not None:
-        if key not in obj:
-            raise DifflabError(f"{path}: no key {key!r} (keys: {', '.join(map(str, list(obj)[:10]))})")
-        obj, where = obj[key], f"key {key!r}"
-    elif isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        for k in STATE_KEYS:
-            if isinstance(obj.get(k), dict):
-                obj, where = obj[k], f"key {k!r}"
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise DifflabError(f"{path}: {where} is not a state dict of tensors (expected a plain state "
-                           f"dict or a dict with one of the keys {', '.join(STATE_KEYS)}; or pass "
-                           "--weights-key)")
-    return obj, where
-
-
-def _strip_prefixes(state: dict[str, torch.Tensor], own: set[str]) -> dict[str, torch.Tensor]:
-    # DataParallel/DDP save 'module.x', torch.compile '_orig_mod.x': drop a prefix every key carries
-    for prefix in ("module.", "_orig_mod."):
-        if all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in own):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
-def load_state(net: torch.nn.Module, state: dict[str, torch.Tensor], path) -> None:
-    """Strict load that names missing and unexpected keys and the first shape mismatch in one line."""
-    own = net.state_dict()
-    state = _strip_prefixes(state, set(own))
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or wrong:
-        def show(keys):
-            return f"{len(keys)} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})"
-
-        parts = [f"missing keys {show(missing)}"] if missing else []
-        parts += [f"unexpected keys {show(unexpected)}"] if unexpected else []
-        if wrong:
-            k = wrong[0]
-            parts.append(f"shape mismatch at {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                         + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""))
-        raise DifflabError(f"{path}: weights do not match the model class: {'; '.join(parts)}")
-    check_float_weights(state, path, own)  # load_state_dict would round-trip them through a silent cast
-    # parameters only: a user's buffer may legitimately hold -inf (an attention mask, say)
-    check_finite(state, path, names={k for k, _ in net.named_parameters()})
-    net.load_state_dict(state)
-
-
 def load_user_unet(spec: str, weights, kwargs_json: str | None = None, weights_key: str | None = None,
                    device: str = "auto") -> EpsModel:
     """`spec` = 'path/to/UNet.py:UNet': import the file, build the class with no arguments or with the
@@ -211,8 +145,8 @@ def load_user_unet(spec: str, weights, kwargs_json: str | None = None, weights_k
         raise DifflabError(f"{spec}: building {cls.__name__}(**{kwargs}) failed "
                            f"({type(e).__name__}: {e})") from None
     path = Path(weights)
-    state, where = _read_state(path, weights_key)
-    load_state(net, state, path)
+    state, where = read_state_dict(path, weights_key)
+    load_state_strict(net, state, path, against="model class")
     net.eval().to(dev)
 
     def fn(x: torch.Tensor, t: int) -> torch.Tensor:

@@ -23,6 +23,10 @@ import torch
 from difflab.errors import DifflabError
 from difflab.io import atomic_path
 
+# SD v1.x scheduler numbers (those of runwayml/stable-diffusion-v1-5's scheduler_config.json)
+SD_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                    beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1,
+                    set_alpha_to_one=False, clip_sample=False)
 # CLIP ViT-L/14's text tower, as in openai/clip-vit-large-patch14 (SD v1's text encoder)
 SD_V1_TEXT = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                   max_position_embeddings=77, vocab_size=49408, projection_dim=768, hidden_act="quick_gelu",
@@ -45,8 +49,7 @@ def pick_device(device: str = "auto") -> torch.device:
 
 def write_sd_v1_config(out_dir) -> Path:
     """Write the config folder `from_single_file` needs for an SD v1 checkpoint (no weights)."""
-    from difflab.clip.vocab import write_clip_tokenizer
-    from difflab.personalize.tiny import SD_SCHEDULER
+    from difflab.models.clip_vocab import write_clip_tokenizer
 
     out = Path(out_dir)
     files = {"model_index.json": MODEL_INDEX, "text_encoder/config.json": SD_V1_TEXT,

@@ -35,18 +35,18 @@ def resolve_model_dir(path) -> Path:
             return Path(snapshot_download(text, local_files_only=True))
         except Exception:  # the hub raises several types; all mean "not cached"
             pass
-    raise DifflabError(f"model.py: {path}: no such model folder or cached Hub model; {HINT}")
+    raise DifflabError(f"clip.py: {path}: no such model folder or cached Hub model; {HINT}")
 
 
 def check_model_dir(folder: Path) -> None:
     """Refuse a folder without a CLIP config, weights or tokenizer, naming what is missing."""
     if not (folder / "config.json").is_file():
-        raise DifflabError(f"model.py: {folder}: no config.json; {HINT}")
+        raise DifflabError(f"clip.py: {folder}: no config.json; {HINT}")
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
-        raise DifflabError(f"model.py: {folder}: no weights ({' or '.join(WEIGHT_FILES[::2])}); {HINT}")
+        raise DifflabError(f"clip.py: {folder}: no weights ({' or '.join(WEIGHT_FILES[::2])}); {HINT}")
     has_bpe = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
     if not (has_bpe or (folder / "tokenizer.json").is_file()):
-        raise DifflabError(f"model.py: {folder}: no tokenizer (vocab.json + merges.txt); {HINT}")
+        raise DifflabError(f"clip.py: {folder}: no tokenizer (vocab.json + merges.txt); {HINT}")
 
 
 class ClipScorer:
@@ -80,7 +80,7 @@ class ClipScorer:
         try:
             config = CLIPConfig.from_pretrained(folder, local_files_only=True)
             if config.model_type != "clip":
-                raise DifflabError(f"model.py: {folder}: config.json is a {config.model_type!r} model, "
+                raise DifflabError(f"clip.py: {folder}: config.json is a {config.model_type!r} model, "
                                    f"not 'clip'; {HINT}")
             verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
             hf_logging.set_verbosity_error()  # silence the per-load weight-loading report and its bar
@@ -104,7 +104,7 @@ class ClipScorer:
             raise
         except Exception as e:  # transformers raises OSError, ValueError, KeyError, ...
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise DifflabError(f"model.py: {folder}: cannot load CLIP model ({msg}); {HINT}") from None
+            raise DifflabError(f"clip.py: {folder}: cannot load CLIP model ({msg}); {HINT}") from None
         return cls(model, tokenizer, processor, device=device, batch_size=batch_size)
 
     @property
@@ -146,7 +146,7 @@ class ClipScorer:
     def embed_texts(self, texts: Sequence[str], progress: bool = False) -> torch.Tensor:
         """list of N strings -> (N, D) float32, L2-normalised, in batches of `batch_size`."""
         if isinstance(texts, str):
-            raise DifflabError("model.py: embed_texts takes a list of strings, not one string")
+            raise DifflabError("clip.py: embed_texts takes a list of strings, not one string")
         out = [torch.zeros(0, self.dim)]
         for i in tqdm(range(0, len(texts), self.batch_size), desc="CLIP texts", disable=not progress):
             tokens = {k: v.to(self.device) for k, v in self.tokenize(texts[i:i + self.batch_size]).items()}
@@ -165,12 +165,12 @@ class ClipScorer:
         """
         a, b = self._embed(images), self._embed(refs)
         if len(b) == 0:
-            raise DifflabError("model.py: image_image_score needs at least one reference image")
+            raise DifflabError("clip.py: image_image_score needs at least one reference image")
         return 100.0 * a @ b.mean(dim=0)  # mean of dot products == dot product with the mean
 
     def image_text_score(self, images, texts: Sequence[str]) -> torch.Tensor:
         """(N,) 100 x cos(image i, text i) (CLIP score); range [-100, 100]. Needs len(images) == len(texts)."""
         if isinstance(texts, str) or len(images) != len(texts):
-            raise DifflabError("model.py: image_text_score needs one text per image "
+            raise DifflabError("clip.py: image_text_score needs one text per image "
                                f"(got {len(images)} images, {1 if isinstance(texts, str) else len(texts)} texts)")
         return 100.0 * (self._embed(images) * self.embed_texts(texts)).sum(dim=-1)

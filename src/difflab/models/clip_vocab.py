@@ -36,7 +36,7 @@ def clip_bpe_path() -> Path:
         if path.is_file():
             return path
     raise DifflabError(
-        f"vocab.py: CLIP vocabulary file {BPE_FILE} not found; install it with "
+        f"clip_vocab.py: CLIP vocabulary file {BPE_FILE} not found; install it with "
         "`pip install --no-deps open-clip-torch` (it only provides the vocabulary file)")
 
 
@@ -59,16 +59,16 @@ def read_merges(max_merges: int | None = None) -> list[tuple[str, str]]:
     """The first `max_merges` (default all 48894) BPE merges, as (left, right) symbol pairs."""
     n = N_MERGES if max_merges is None else int(max_merges)
     if not 0 <= n <= N_MERGES:
-        raise DifflabError(f"vocab.py: max_merges must be in 0..{N_MERGES}, got {max_merges}")
+        raise DifflabError(f"clip_vocab.py: max_merges must be in 0..{N_MERGES}, got {max_merges}")
     path = clip_bpe_path()
     try:
         lines = gzip.open(path, "rt", encoding="utf-8").read().split("\n")
     except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise DifflabError(f"vocab.py: {path} is not a readable gzip text file ({e})") from None
+        raise DifflabError(f"clip_vocab.py: {path} is not a readable gzip text file ({e})") from None
     # line 0 is a "#version" header; OpenAI uses exactly the next 48894 lines and ignores the rest
     merges = [tuple(line.split()) for line in lines[1:1 + n]]
     if len(merges) != n or any(len(m) != 2 for m in merges):
-        raise DifflabError(f"vocab.py: {path} is truncated or malformed")
+        raise DifflabError(f"clip_vocab.py: {path} is truncated or malformed")
     return merges
 
 
