@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes Debian's `chromium` available for the browser test of `difflab report` (tests/report/).
+# Makes Debian's `chromium` available for the browser test of `difflab report` (tests/report/), which
+# Playwright drives through `executable_path`: Playwright's own browser download needs the internet.
 # Installs it with apt-get when /usr/bin/chromium is missing and we are root; otherwise says why and
 # exits 0, so `make test` goes on and that test skips with the same reason.
 set -uo pipefail
