@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from difflab import viz
-from difflab.clip.zeroshot import ZeroShotResult
+from difflab.clip.zeroshot import ZeroShotResult, true_rank
 from difflab.io import atomic_path, open_image
 
 TILE = 160  # px per case image: large enough to see a 32x32 CIFAR image, small enough for 10 tiles
@@ -21,7 +21,7 @@ def prediction_rows(result: ZeroShotResult, top_k: int = 5) -> list[dict]:
     ids = result.folder.class_ids
     probs = logits.softmax(dim=1)
     top = logits.topk(min(top_k, len(names)), dim=1).indices
-    rank = (logits > logits.gather(1, labels[:, None])).sum(dim=1) + 1
+    rank = true_rank(logits, labels)
     rows = []
     for i, f in enumerate(result.files):
         t, p = int(labels[i]), int(top[i, 0])

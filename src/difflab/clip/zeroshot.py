@@ -90,6 +90,11 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     return hits / len(labels)
 
 
+def true_rank(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(N,) rank of the true class among the logits, 1 = top-1: says how far off a failure was."""
+    return (logits > logits.gather(1, labels[:, None])).sum(dim=1) + 1
+
+
 def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     """(C, C) int64 counts, rows = true class, columns = predicted class."""
     return torch.bincount(labels * n_classes + pred, minlength=n_classes ** 2).reshape(n_classes, n_classes)
@@ -111,8 +116,7 @@ def summarise(result: ZeroShotResult, top_k: int = 5, n_cases: int = 5, n_pairs:
     order = torch.argsort(off.flatten(), descending=True, stable=True)[:n_pairs]
     pairs = [{"true": names[i // len(names)], "predicted": names[i % len(names)], "count": int(off.flatten()[i])}
              for i in order.tolist() if off.flatten()[i] > 0]
-    # rank of the true class (1 = top-1): says how far off a failure was
-    rank = (logits > logits.gather(1, labels[:, None])).sum(dim=1) + 1
+    rank = true_rank(logits, labels)
 
     def case(i: int) -> dict:
         return {"file": str(result.files[i]), "true": names[int(labels[i])], "predicted": names[int(pred[i])],
