@@ -43,7 +43,7 @@ CASES = [
     (ReportConfig, {"interp_num": 1}, "--interp-num must be at least 2"),
     (ReportConfig, {"digit": 10}, r"--digit must be in 0\.\.9"),
     (ReportConfig, {"etas": (0.0, NAN)}, "--etas must be a finite number"),
-    (ReportConfig, {"sweep_scales": (1.0, INF)}, "--sweep-scales: scales must be finite"),
+    (ReportConfig, {"sweep_scales": (1.0, INF)}, "--sweep-scales must be a finite number"),
     (ReportConfig, {"timesteps": (500, -1)}, "--timesteps must be at least 0"),
     (ReportConfig, {"invert_count": 11}, "exceeds --per-digit"),
     (ZeroShotConfig, {"batch_size": 0}, "--batch-size must be at least 1"),

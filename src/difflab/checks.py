@@ -1,4 +1,5 @@
-"""Range checks for config dataclasses, shared so every job words its refusals the same way.
+"""Range checks for config dataclasses, and the one reader of comma-separated lists, shared so every job
+words its refusals the same way.
 
 Written as `lo <= x <= hi` tests on finite values: a plain `x < 0` check lets NaN through (every
 comparison with NaN is false), which is how `--lr nan` or `--guidance nan` used to run to garbage.
@@ -56,6 +57,32 @@ def check_seed(name: str, value) -> None:
 def check_guidance(name: str, value) -> None:
     """A classifier-free guidance scale: finite, in [0, MAX_GUIDANCE]."""
     check_number(name, value, 0, MAX_GUIDANCE)
+
+
+def check_eta(name: str, value) -> None:
+    """A DDIM eta in [0, 1]: 0 is the deterministic sampler, 1 DDPM's posterior variance; above 1 sigma can
+    exceed sqrt(1 - alpha_bar_prev), and the update's direction term sqrt(1 - alpha_bar_prev - sigma^2) has
+    no real value."""
+    check_number(name, value, 0, 1)
+
+
+def check_etas(name: str, values) -> None:
+    """A non-empty list of etas (the rows of an eta grid)."""
+    if not values:
+        raise DifflabError(f"{_flag(name)}: give at least one value")
+    for eta in values:
+        check_eta(name, eta)
+
+
+def parse_list(text, kind, name: str, example: str) -> list:
+    """'1,2,3' (or a list or tuple) -> [kind(item), ...]: the one reader of comma-separated flag values.
+    Only the syntax is checked here; ranges are each caller's (e.g. check_guidance per item)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        return [kind(str(item).strip()) for item in items]
+    except ValueError:
+        what = "integers" if kind is int else "numbers"
+        raise DifflabError(f"{_flag(name)}: expected comma-separated {what} like {example}, got {text!r}") from None
 
 
 def check_weight_decay(lr: float, weight_decay: float) -> None:

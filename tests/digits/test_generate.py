@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from difflab.digits.classify import predict, train_classifier
+from difflab.digits.classify import ClassifierTrainConfig, predict, train_classifier
 from difflab.digits.evaluate import evaluate, format_results, frechet_distance
 from difflab.digits.generate import GenerateConfig, generate
 from difflab.errors import DifflabError
@@ -94,7 +94,7 @@ def test_eval_counts_match_direct_prediction(tmp_path, tiny_unet):
     paths = {}
     for dom in ("mnistm", "svhn"):
         paths[dom] = tmp_path / f"clf_{dom}.safetensors"
-        train_classifier(dom, paths[dom], epochs=1, train_size=200, progress=False)
+        train_classifier(ClassifierTrainConfig(dom, str(paths[dom]), epochs=1, train_size=200), progress=False)
     _gen(tmp_path / "gen", tiny_unet)
     res = evaluate(tmp_path / "gen", {k: str(v) for k, v in paths.items()})
     from difflab.digits.evaluate import read_generated

@@ -1,5 +1,7 @@
 """Masked multi-path composition: a mask covering everything reproduces the plain pipeline exactly."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from PIL import Image
 from difflab.errors import DifflabError
 from difflab.personalize import embeddings as E
 from difflab.personalize.compose import Region, blend_weights, compose, parse_region, region_prompts
+from difflab.personalize.config import ComposeConfig
 from difflab.personalize.generate import load_concepts
 
 from .helpers import random_embeds
@@ -28,9 +31,9 @@ def _single(pipe, prompt, seed=3):
                 generator=torch.Generator().manual_seed(seed), output_type="np").images[0]
 
 
-def _compose(pipe, regions, prompt="a photo of {} on grass", seed=3, **kw):
-    return compose(pipe, prompt, regions, steps=STEPS, generator=torch.Generator().manual_seed(seed),
-                   progress=False, **kw)
+def _compose(pipe, regions, prompt="a photo of {} on grass", seed=3, feather=0.0, **kw):
+    return compose(pipe, prompt, regions, ComposeConfig(steps=STEPS, feather=feather, **kw),
+                   generator=torch.Generator().manual_seed(seed), progress=False)
 
 
 def test_all_left_mask_equals_the_single_path(two_concepts, tmp_path):
@@ -94,16 +97,15 @@ def test_bad_regions(two_concepts, tmp_path):
         _compose(two_concepts, [Region("<new1>", "left")], base_weight=2.0)
 
 
-@pytest.mark.parametrize("flag, value", [("guidance", float("nan")), ("guidance", float("inf")), ("feather", -1.0)])
-def test_compose_refuses_non_finite_numbers_before_loading(tmp_path, flag, value):
-    import argparse
+@pytest.mark.parametrize("flag, value", [("guidance", "nan"), ("guidance", "inf"), ("feather", "-1")])
+def test_compose_refuses_non_finite_numbers_before_loading(tmp_path, capsys, flag, value):
+    from difflab.cli import main
 
-    from difflab.personalize.compose_cli import run_compose
-
-    args = argparse.Namespace(num=1, steps=1, guidance=7.5, feather=1.0, base_weight=0.0, seed=0, size=None,
-                              region=[], model="not-loaded", out=str(tmp_path / "out"))
-    setattr(args, flag, value)
+    out = tmp_path / "out"
+    argv = ["ti", "compose", str(out), "--model", "not-loaded", "--prompt", "a {}", "--region", "<x>:left",
+            f"--{flag}", value]
+    assert main(argv) == 2
     # NaN/inf: "must be a finite number"; -1: "must be in [0, ...]"
-    with pytest.raises(DifflabError, match=f"--{flag} must be (a finite number|in )"):
-        run_compose(args)
-    assert not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert re.search(f"--{flag} must be (a finite number|in )", err) and err.count("\n") == 1, err
+    assert not out.exists()

@@ -9,6 +9,7 @@ from PIL import Image
 
 from difflab.errors import DifflabError
 from difflab.personalize import embeddings as E
+from difflab.personalize.config import GenerateConfig
 from difflab.personalize.generate import generate, generate_images, generate_layout, image_seed, load_concepts
 from difflab.personalize.prompts import load_prompts
 
@@ -34,8 +35,8 @@ def setup(tmp_path, pipe):
 def test_layout_names_and_counts(tmp_path, tiny_sd_dir, setup):
     prompts, embeds = setup
     out = tmp_path / "gen"
-    paths = generate(prompts, out, tiny_sd_dir, embeds, per_prompt=3, steps=2, batch_size=2, device="cpu",
-                     progress=False)
+    paths = generate(prompts, out, tiny_sd_dir, embeds, GenerateConfig(per_prompt=3, steps=2, batch_size=2),
+                     device="cpu", progress=False)
     expect = {f"{k}/{i}/source{k}_prompt{i}_{j}.png" for k, n in (("0", 2), ("7", 1)) for i in range(n)
               for j in range(3)}
     found = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
@@ -43,20 +44,21 @@ def test_layout_names_and_counts(tmp_path, tiny_sd_dir, setup):
     im = Image.open(out / "0/1/source0_prompt1_2.png")
     assert im.size == (64, 64) and im.mode == "RGB"
     with pytest.raises(DifflabError, match="not empty"):
-        generate(prompts, out, tiny_sd_dir, embeds, per_prompt=1, steps=1, device="cpu", progress=False)
+        generate(prompts, out, tiny_sd_dir, embeds, GenerateConfig(per_prompt=1, steps=1), device="cpu",
+                 progress=False)
 
 
 def test_images_do_not_depend_on_batch_size_and_resume_redraws_the_same(tmp_path, pipe, setup):
     prompts, embeds = setup
     load_concepts(pipe, embeds)
     concepts = load_prompts(prompts)[:1]
-    kw = dict(per_prompt=3, steps=2, progress=False)
-    generate_layout(pipe, concepts, tmp_path / "b1", batch_size=1, **kw)
-    generate_layout(pipe, concepts, tmp_path / "b3", batch_size=3, **kw)
+    b1, b3 = (GenerateConfig(per_prompt=3, steps=2, batch_size=b) for b in (1, 3))
+    generate_layout(pipe, concepts, tmp_path / "b1", b1, progress=False)
+    generate_layout(pipe, concepts, tmp_path / "b3", b3, progress=False)
     victim = tmp_path / "b3/0/1/source0_prompt1_1.png"
     before = np.asarray(Image.open(victim))
     victim.unlink()
-    generate_layout(pipe, concepts, tmp_path / "b3", batch_size=3, **kw)  # draws only the missing image
+    generate_layout(pipe, concepts, tmp_path / "b3", b3, progress=False)  # draws only the missing image
     for f in sorted((tmp_path / "b1").rglob("*.png")):
         a = np.asarray(Image.open(f)).astype(int)
         b = np.asarray(Image.open(tmp_path / "b3" / f.relative_to(tmp_path / "b1"))).astype(int)
@@ -78,7 +80,7 @@ def test_both_learned_tokens_shape_the_image(pipe, setup):
 def test_unknown_token_fails_before_output_is_created(tmp_path, tiny_sd_dir, setup):
     prompts, embeds = setup
     with pytest.raises(DifflabError, match="unknown token.*<new2>"):
-        generate(prompts, tmp_path / "never", tiny_sd_dir, embeds[:1], per_prompt=1, device="cpu")
+        generate(prompts, tmp_path / "never", tiny_sd_dir, embeds[:1], GenerateConfig(per_prompt=1), device="cpu")
     assert not (tmp_path / "never").exists()
 
 
@@ -131,7 +133,7 @@ def test_failed_run_leaves_no_folder_and_resume_keeps_partial_images(tmp_path, t
         return real(*a, **kw)
 
     monkeypatch.setattr(G, "generate_images", dies_on_second_call)
-    kw = dict(per_prompt=1, steps=1, batch_size=1, device="cpu", progress=False)
+    kw = dict(cfg=GenerateConfig(per_prompt=1, steps=1, batch_size=1), device="cpu", progress=False)
     with pytest.raises(RuntimeError):
         generate(prompts, tmp_path / "gen", tiny_sd_dir, embeds, **kw)
     assert not (tmp_path / "gen").exists() and not list(tmp_path.glob(".gen*"))
@@ -147,5 +149,5 @@ def test_failed_run_leaves_no_folder_and_resume_keeps_partial_images(tmp_path, t
 @pytest.mark.parametrize("guidance", [float("nan"), float("inf"), -1.0])
 def test_non_finite_guidance_is_refused_before_loading(tmp_path, guidance):
     with pytest.raises(DifflabError, match="--guidance must be (a finite number|in )"):
-        generate(tmp_path / "unused.json", tmp_path / "out", "no-model", ["x"], guidance=guidance)
+        generate(tmp_path / "unused.json", tmp_path / "out", "no-model", ["x"], GenerateConfig(guidance=guidance))
     assert not (tmp_path / "out").exists()

@@ -151,7 +151,7 @@ def test_bad_input_fails_fast_in_one_line(tmp_path, tiny_model, classifiers, dat
         ([new, "--zeroshot", str(images)], "--clip and --zeroshot go together"),
         ([new, "--timesteps", "1200,0"], "outside [0, 1000]"),
         ([new, "--timesteps", "0,500,100"], "not sorted"),
-        ([new, "--sweep-scales", "0,-1"], "--sweep-scales: scales must be finite and >= 0"),
+        ([new, "--sweep-scales", "0,-1"], "--sweep-scales must be in [0, 100]"),
         ([new, "--guidance", "-1"], "--guidance must be in [0, 100]"),
         ([new, "--etas", "0,2"], "--etas must be in [0, 1]"),
         ([new, "--ti", str(tmp_path / "empty_ti")], "no images in the `difflab ti generate` layout"),

@@ -82,3 +82,25 @@ def test_cli_writes_png_and_refuses_bad_input(tmp_path, tiny_model, capsys):
     before = out.read_bytes()
     assert main(["digits", "reverse", str(out), "--overwrite", "--domain", "mnistm", *common]) == 0
     assert out.read_bytes() != before  # replaced (one domain now)
+
+
+def test_cli_replays_generate_with_guide_both(tmp_path, tiny_model, capsys):
+    """`digits reverse` takes every `digits generate` flag (one GenerateConfig), so it replays --guide both."""
+    from difflab.cli import build_parser
+    from difflab.config_args import config_from_args
+
+    path, model, schedule = tiny_model
+    flags = ["--model", str(path), "--per-digit", "2", "--steps", "3", "--batch-size", "8", "--guide", "both"]
+    assert main(["digits", "generate", str(tmp_path / "gen"), *flags]) == 0
+    assert main(["digits", "reverse", str(tmp_path / "r.png"), "--digit", "4", "--timesteps", "1000,0", *flags]) == 0
+    capsys.readouterr()
+    args = build_parser().parse_args(["digits", "reverse", str(tmp_path / "r.png"), "--digit", "4", *flags])
+    cfg = config_from_args(GenerateConfig, args)
+    assert cfg.guide == "both"
+    fig = reverse_figure(model, schedule, cfg, digit=4, timesteps="1000,0", progress=False)
+    digit_only = reverse_figure(model, schedule, GenerateConfig(**{**vars(cfg), "guide": "digit"}), digit=4,
+                                timesteps="1000,0", progress=False)
+    for m in ("mnistm", "svhn"):
+        png = np.asarray(Image.open(tmp_path / "gen" / m / "4_001.png"))
+        assert np.array_equal(fig.frames[m]["x"][-1], png)
+        assert not np.array_equal(digit_only.frames[m]["x"][-1], png)  # --guide matters for this image

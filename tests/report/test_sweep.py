@@ -54,7 +54,7 @@ def test_reuse_gives_the_same_files(tmp_path, tiny_model, classifiers, data_root
         assert np.array_equal(a_px, b_px), name
 
 
-@pytest.mark.parametrize("text,msg", [("-1,2", ">= 0"), ("1,nan", "finite"), ("1,1", "repeats"),
+@pytest.mark.parametrize("text,msg", [("-1,2", r"must be in \[0, 100\]"), ("1,nan", "finite"), ("1,1", "repeats"),
                                       ("1,x", "comma-separated numbers"), ("inf", "finite")])
 def test_bad_scales(text, msg):
     with pytest.raises(DifflabError, match=msg):
@@ -67,7 +67,7 @@ def test_cli_errors_are_one_line(tmp_path, tiny_model, classifiers, capsys):
     (out / "mine.txt").write_text("keep")
     base = ["digits", "sweep", "--model", str(tiny_model[0]), "--per-digit", "1", "--steps", "1",
             "--mnistm-classifier", str(classifiers["mnistm"]), "--svhn-classifier", str(classifiers["svhn"])]
-    for argv, msg in (([str(tmp_path / "new"), "--guidance", "0,-2"], "scales must be finite and >= 0"),
+    for argv, msg in (([str(tmp_path / "new"), "--guidance", "0,-2"], "--guidance must be in [0, 100]"),
                       ([str(out), "--guidance", "0,2"], "not empty"),
                       ([str(tmp_path / "new"), "--per-digit", "0"], "--per-digit must be at least 1")):
         assert main([*base, *argv]) == 2

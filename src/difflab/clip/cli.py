@@ -6,44 +6,49 @@ Only light imports here: torch/transformers load inside the handler.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from difflab.clip.config import ZeroShotConfig
+from difflab.config_args import Flag, add_config_args
+from difflab.config_args import config_from_args as _config_from_args
+
+
+def _words() -> dict:
+    """What each ZeroShotConfig field means on the command line."""
+    from difflab.device import DEVICE_HELP  # here: it imports torch
+
+    return {
+        "images_dir": Flag("labelled images: {class_id}_{image_id}.png files (+ --labels) or one sub-folder per "
+                           "class", positional=True, metavar="IMAGES_DIR"),
+        "model": Flag("transformers CLIPModel folder (or a Hub id already in the local HF cache)", metavar="CLIP_DIR"),
+        "labels": Flag("JSON {class_id: name}; required for {class_id}_{image_id} file names",
+                       metavar="ID2LABEL_JSON", shown="class names from the sub-folders"),
+        "templates": Flag("one template, our ensemble, or a file with one template per line using {}",
+                          metavar="single|ensemble|FILE"),
+        "batch_size": "images per CLIP batch",
+        "out": Flag("write report.json, predictions.csv, cases.png, summary.txt here", metavar="REPORT_DIR",
+                    shown="print the summary only"),
+        "overwrite": "replace a non-empty REPORT_DIR",
+        "device": DEVICE_HELP,
+        "top_k": "k of top-k accuracy",
+        "n_cases": Flag("successes and failures to show", flag="--cases"),
+    }
 
 
 def register(subparsers) -> None:
     clip = subparsers.add_parser("clip", help="CLIP zero-shot classification and scores")
     jobs = clip.add_subparsers(dest="clip_command", required=True)
-    d = ZeroShotConfig("", "")
     p = jobs.add_parser(
         "zeroshot", help="zero-shot accuracy of a labelled image folder",
         description="Classify IMAGES_DIR with CLIP prompts and report top-1/top-k accuracy, per-class "
                     "accuracy, confused pairs and example cases. Layouts: {class_id}_{image_id}.png files "
                     "+ --labels id2label.json, or one sub-folder per class. Offline only.")
-    p.add_argument("images_dir", metavar="IMAGES_DIR")
-    p.add_argument("--model", required=True, metavar="CLIP_DIR",
-                   help="transformers CLIPModel folder (or a Hub id already in the local HF cache)")
-    p.add_argument("--labels", default=d.labels, metavar="ID2LABEL_JSON",
-                   help="JSON {class_id: name}; required for {class_id}_{image_id} file names")
-    p.add_argument("--templates", default=d.templates, metavar="single|ensemble|FILE",
-                   help="one template, our ensemble, or a file with one template per line using {} "
-                        f"(default {d.templates})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
-    p.add_argument("--out", default=d.out, metavar="REPORT_DIR",
-                   help="write report.json, predictions.csv, cases.png, summary.txt here")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty REPORT_DIR")
-    from difflab.device import add_device_arg
-
-    add_device_arg(p, d.device)
-    p.add_argument("--top-k", type=int, default=d.top_k, help=f"k of top-k accuracy (default {d.top_k})")
-    p.add_argument("--cases", dest="n_cases", type=int, default=d.n_cases,
-                   help=f"successes and failures to show (default {d.n_cases})")
+    add_config_args(p, ZeroShotConfig, _words())
     p.set_defaults(func=zeroshot_command)
 
 
 def config_from_args(args: argparse.Namespace) -> ZeroShotConfig:
-    names = {f.name for f in dataclasses.fields(ZeroShotConfig)}
-    return ZeroShotConfig(**{k: v for k, v in vars(args).items() if k in names})
+    """The ZeroShotConfig of parsed `clip zeroshot` flags (it checks itself)."""
+    return _config_from_args(ZeroShotConfig, args)
 
 
 def zeroshot_command(args: argparse.Namespace) -> int:

@@ -1,20 +1,48 @@
 """`difflab ddim noise|sample|mse|eta-grid|interpolate|invert`. Parsing and printing only.
 
-Module level imports stay light (argparse + the config dataclass): torch and friends load in handlers.
+Module level imports stay light (argparse + the config dataclasses): torch and friends load in handlers.
+Settings come from the dataclasses of ddim/config.py through difflab.config_args, with the words below.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
-from difflab.ddim.config import ETA_GRID, FINAL_ALPHAS, PIXEL_MODES, SAMPLERS, DDIMConfig
+from difflab.config_args import Flag, add_config_args, config_from_args, option_help
+from difflab.ddim.config import FINAL_ALPHAS, PIXEL_MODES, SAMPLERS, DDIMConfig, EtaGridConfig, InterpolateConfig
 from difflab.errors import DifflabError
 
 D = DDIMConfig()
-CONFIG_FLAGS = ("steps", "sampler_name", "karras", "spacing", "offset", "eta", "clip_x0", "final_alpha",
-                "beta_schedule", "beta_start", "beta_end", "train_timesteps", "batch_size", "seed", "to_pixels",
-                "invert_iters")
+CONFIG_FLAGS = tuple(f.name for f in fields(DDIMConfig))
+SCHEDULES = ("linear", "scaled_linear", "cosine")
+
+# what each DDIMConfig field means on the command line
+DDIM_WORDS = {
+    "steps": "sampler steps",
+    "sampler_name": Flag("ddim, or the ODE solvers DPM-Solver++(2M) / UniPC: fewer steps for the same quality, "
+                         "one network call per step", flag="--sampler", choices=SAMPLERS),
+    "karras": "Karras noise levels (dpmpp-2m, unipc); they place their own timesteps",
+    "spacing": Flag("timestep spacing", choices=("leading", "trailing", "linspace"),
+                    shown="leading for ddim, linspace for dpmpp-2m/unipc, as diffusers"),
+    "offset": "added to leading timesteps (1: 981..1)",
+    "eta": "0 = deterministic, 1 = DDPM-like",
+    "clip_x0": Flag("clip predicted x0 to [-C, C]", metavar="C", shown="no clipping"),
+    "final_alpha": Flag("alpha_bar after the last step: 1.0 (one) or alpha_bar[0] (first)", choices=FINAL_ALPHAS),
+    "beta_schedule": Flag("noise schedule", choices=SCHEDULES, shown="the model's own, else linear"),
+    "beta_start": Flag("first beta of the schedule", shown="the model's, else 1e-4"),
+    "beta_end": Flag("last beta of the schedule", shown="the model's, else 0.02"),
+    "train_timesteps": Flag("training timesteps T", shown="the model's, else 1000"),
+    "batch_size": "images per network batch",
+    "seed": "seeds the noise for eta > 0 (and drawn noise)",
+    "to_pixels": Flag("clamp: (x+1)/2 clipped; minmax: each image scaled to its own min..max", choices=PIXEL_MODES),
+    "invert_iters": Flag("fixed-point iterations per step: K network calls per step; 0 = the classic first-order "
+                         "inversion (1 call, far less exact)", metavar="K"),
+}
+ETA_GRID_WORDS = {"etas": Flag("rows: the etas to sample with", metavar="ETA"),
+                  "columns": "noises (columns): the first of --noise-dir, else drawn from --seed"}
+INTERPOLATE_WORDS = {"num": "images from noise a to noise b: alphas 0, 1/(num-1), ..., 1"}
 
 
 def _model(args):
@@ -45,7 +73,7 @@ def _model(args):
 def _config(args) -> DDIMConfig:
     """The DDIMConfig of the flags (it checks itself when built) and --shape, before any model or file is
     read (--digit and --guidance are checked by `loaders.load_digits` before it reads the model)."""
-    cfg = DDIMConfig(**{k: getattr(args, k) for k in CONFIG_FLAGS if hasattr(args, k)})
+    cfg = config_from_args(DDIMConfig, args)
     if getattr(args, "shape", None) is not None:
         from difflab.ddim.noise import check_shape
 
@@ -76,21 +104,15 @@ def _mse(args):
 
 
 def _eta_grid(args):
-    from difflab.checks import check_count, check_number
     from difflab.ddim.run import eta_grid, starting_noise
     from difflab.io import staged_output_dir
     from difflab.viz import save_image
 
-    cfg = _config(args)
-    check_count("columns", args.columns)
-    if not args.etas:
-        raise DifflabError("--etas: give at least one value")
-    for eta in args.etas:
-        check_number("etas", eta, 0, 1)
+    cfg, grid = _config(args), config_from_args(EtaGridConfig, args)
     model = _model(args)
     with staged_output_dir(args.out_dir, args.overwrite) as stage:
-        stems, noise = starting_noise(model, args.noise_dir, args.columns, cfg.seed, args.shape)
-        save_image(eta_grid(model, cfg, args.etas, stems, noise), stage / "eta_grid.png")
+        stems, noise = starting_noise(model, args.noise_dir, grid.columns, cfg.seed, args.shape)
+        save_image(eta_grid(model, cfg, list(grid.etas), stems, noise), stage / "eta_grid.png")
     print(Path(args.out_dir) / "eta_grid.png")
 
 
@@ -98,15 +120,13 @@ def _interpolate(args):
     import csv
     import io
 
-    from difflab.checks import check_count
     from difflab.ddim.interpolate import interpolate, save_norms_plot
     from difflab.ddim.noise import load_noise_file
     from difflab.ddim.run import starting_noise
     from difflab.io import atomic_path, staged_output_dir
     from difflab.viz import save_image
 
-    cfg = _config(args)
-    check_count("num", args.num, 2)
+    cfg, num = _config(args), config_from_args(InterpolateConfig, args).num
     if (args.noise_a is None) != (args.noise_b is None):
         raise DifflabError("--noise-a and --noise-b go together (or give neither to draw both from --seed)")
     model = _model(args)
@@ -117,7 +137,7 @@ def _interpolate(args):
             raise DifflabError(f"{args.noise_b}: shape {tuple(x1.shape)} differs from {tuple(x0.shape)}")
     else:
         x0, x1 = starting_noise(model, None, 2, cfg.seed, args.shape)[1]
-    alphas = [round(i / (args.num - 1), 6) for i in range(args.num)]
+    alphas = [round(i / (num - 1), 6) for i in range(num)]
     out, dim = Path(args.out_dir), x0.numel()
     with staged_output_dir(out, args.overwrite) as stage:
         image, norms = interpolate(model, cfg, x0, x1, alphas)
@@ -165,49 +185,32 @@ def _noise(args):
 
 def _add_model(p):
     g = p.add_argument_group("model (default: the shipped digit model)")
-    g.add_argument("--digits-model", metavar="PATH", help="a difflab digit checkpoint (default: shipped)")
-    g.add_argument("--digit", type=int, help="digit 0-9 for the digit model (default 0)")
-    g.add_argument("--domain", choices=["mnistm", "svhn"], help="digit model domain (default mnistm)")
-    g.add_argument("--guidance", type=float, help="classifier-free guidance for the digit model (default 3)")
-    g.add_argument("--unet-module", metavar="FILE.py:CLASS", help="your model class, e.g. UNet.py:UNet")
-    g.add_argument("--weights", metavar="FILE", help="its state dict (.pt/.pth/.safetensors)")
-    g.add_argument("--unet-kwargs", metavar="JSON", help="constructor arguments as a JSON object")
-    g.add_argument("--weights-key", help="key holding the state dict (default: ema, state_dict, model)")
-    g.add_argument("--diffusers-unet", metavar="DIR", help="a diffusers UNet2DModel folder (needs diffusers)")
+    g.add_argument("--digits-model", metavar="PATH", help=option_help("a difflab digit checkpoint", "the shipped one"))
+    g.add_argument("--digit", type=int, help=option_help("digit 0-9 for the digit model", "0"))
+    g.add_argument("--domain", choices=["mnistm", "svhn"], help=option_help("digit model domain", "mnistm"))
+    g.add_argument("--guidance", type=float, help=option_help("classifier-free guidance for the digit model", "3"))
+    g.add_argument("--unet-module", metavar="FILE.py:CLASS",
+                   help=option_help("your model class, e.g. UNet.py:UNet (with --weights)", "the digit model"))
+    g.add_argument("--weights", metavar="FILE", help=option_help("its state dict (.pt/.pth/.safetensors)", "none"))
+    g.add_argument("--unet-kwargs", metavar="JSON",
+                   help=option_help("constructor arguments as a JSON object", "no arguments"))
+    g.add_argument("--weights-key", help=option_help("key holding the state dict", "ema, state_dict, model"))
+    g.add_argument("--diffusers-unet", metavar="DIR",
+                   help=option_help("a diffusers UNet2DModel folder (needs diffusers)", "none"))
     from difflab.device import add_device_arg  # here, not at module level: it imports torch
 
     add_device_arg(g)
 
 
-def _add_sampler(p, eta: bool = True, pixels: bool = True, solvers: bool = False):
-    g = p.add_argument_group("DDIM")
-    g.add_argument("--steps", type=int, default=D.steps)
-    if solvers:
-        g.add_argument("--sampler", dest="sampler_name", choices=SAMPLERS, default=D.sampler_name,
-                       help="ddim (default), or the ODE solvers DPM-Solver++(2M) / UniPC: fewer steps for "
-                            "the same quality, one network call per step")
-        g.add_argument("--karras", action="store_true", default=D.karras,
-                       help="Karras noise levels (dpmpp-2m, unipc); they place their own timesteps")
-    g.add_argument("--spacing", choices=["leading", "trailing", "linspace"], default=D.spacing,
-                   help="default: leading for ddim, linspace for dpmpp-2m/unipc (diffusers' defaults)")
-    g.add_argument("--offset", type=int, default=D.offset, help="added to leading timesteps (1: 981..1)")
-    if eta:
-        g.add_argument("--eta", type=float, default=D.eta, help="0 = deterministic, 1 = DDPM-like")
-    g.add_argument("--clip-x0", type=float, default=D.clip_x0, metavar="C",
-                   help="clip predicted x0 to [-C, C] (default: no clipping)")
-    g.add_argument("--final-alpha", choices=FINAL_ALPHAS, default=D.final_alpha,
-                   help="alpha_bar after the last step: 1.0 (one) or alpha_bar[0] (first)")
-    g.add_argument("--beta-schedule", choices=["linear", "scaled_linear", "cosine"],
-                   help="default: the model's own, else linear")
-    g.add_argument("--beta-start", type=float, help="default: the model's, else 1e-4")
-    g.add_argument("--beta-end", type=float, help="default: the model's, else 0.02")
-    g.add_argument("--train-timesteps", type=int, help="T (default: the model's, else 1000)")
-    g.add_argument("--batch-size", type=int, default=D.batch_size)
-    g.add_argument("--seed", type=int, default=D.seed, help="seeds the noise for eta > 0 (and drawn noise)")
-    if pixels:
-        g.add_argument("--to-pixels", choices=PIXEL_MODES, default=D.to_pixels,
-                       help="clamp: (x+1)/2 clipped; minmax: each image scaled to its own min..max")
+def _add_sampler(p, skip: tuple[str, ...]):
+    """DDIMConfig's flags, less those the command has no use for."""
+    add_config_args(p.add_argument_group("DDIM"), DDIMConfig, DDIM_WORDS, skip=skip)
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+
+
+def _add_shape(p) -> None:
+    p.add_argument("--shape", type=int, nargs=3, metavar=("C", "H", "W"),
+                   help=option_help("noise size if drawn", "the model's"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -215,51 +218,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = ddim.add_subparsers(dest="ddim_command", required=True)
 
     p = s.add_parser("sample", help="NOISE_DIR/<stem>.pt -> OUT_DIR/<stem>.png")
-    p.add_argument("noise_dir")
-    p.add_argument("out_dir")
+    p.add_argument("noise_dir", help="folder of noise files <stem>.pt (`ddim noise` writes them)")
+    p.add_argument("out_dir", help="output folder: <stem>.png")
     _add_model(p)
-    _add_sampler(p, solvers=True)
+    _add_sampler(p, skip=("invert_iters",))
     p.set_defaults(func=_sample)
 
     p = s.add_parser("mse", help="per-image MSE between OUT_DIR and GT_DIR (0-255 and 0-1 scales)")
-    p.add_argument("out_dir")
-    p.add_argument("gt_dir")
+    p.add_argument("out_dir", help="images to compare")
+    p.add_argument("gt_dir", help="ground-truth images of the same names")
     p.set_defaults(func=_mse)
 
     p = s.add_parser("eta-grid", help="OUT_DIR/eta_grid.png: rows eta, columns noise 00..03")
-    p.add_argument("out_dir")
-    p.add_argument("--etas", type=float, nargs="+", default=list(ETA_GRID))
-    p.add_argument("--noise-dir", help="take the first --columns noises here (default: draw from --seed)")
-    p.add_argument("--columns", type=int, default=4)
-    p.add_argument("--shape", type=int, nargs=3, metavar=("C", "H", "W"), help="noise size if drawn")
+    p.add_argument("out_dir", help="output folder: eta_grid.png")
+    add_config_args(p, EtaGridConfig, ETA_GRID_WORDS)
+    p.add_argument("--noise-dir", help=option_help("take the first --columns noises here", "draw from --seed"))
+    _add_shape(p)
     _add_model(p)
-    _add_sampler(p, eta=False)
+    _add_sampler(p, skip=("sampler_name", "karras", "eta", "invert_iters"))
     p.set_defaults(func=_eta_grid)
 
     p = s.add_parser("interpolate", help="slerp vs lerp between two noises: strip PNG + noise norms")
-    p.add_argument("out_dir")
-    p.add_argument("--noise-a", help="first noise .pt (default: draw both from --seed)")
-    p.add_argument("--noise-b", help="second noise .pt")
-    p.add_argument("--num", type=int, default=11, help="alphas 0, 1/(num-1), ..., 1 (default 11: step 0.1)")
-    p.add_argument("--shape", type=int, nargs=3, metavar=("C", "H", "W"), help="noise size if drawn")
+    p.add_argument("out_dir", help="output folder: interpolation.png, norms.csv, norms.png")
+    p.add_argument("--noise-a", help=option_help("first noise .pt", "draw both from --seed"))
+    p.add_argument("--noise-b", help=option_help("second noise .pt", "draw both from --seed"))
+    add_config_args(p, InterpolateConfig, INTERPOLATE_WORDS)
+    _add_shape(p)
     _add_model(p)
-    _add_sampler(p)
+    _add_sampler(p, skip=("sampler_name", "karras", "invert_iters"))
     p.set_defaults(func=_interpolate)
 
     p = s.add_parser("invert", help="IMAGES_DIR -> noise (.pt) by the DDIM ODE, plus round-trip MSE")
-    p.add_argument("images_dir")
-    p.add_argument("out_dir")
+    p.add_argument("images_dir", help="images to invert")
+    p.add_argument("out_dir", help="output folder: <stem>.pt noises and reconstructed/")
     _add_model(p)
-    _add_sampler(p, eta=False, pixels=False)
-    p.add_argument("--invert-iters", type=int, default=D.invert_iters, metavar="K",
-                   help="fixed-point iterations per step: K network calls per step; 0 = the classic "
-                        "first-order inversion (1 call, far less exact)")
+    _add_sampler(p, skip=("sampler_name", "karras", "eta", "to_pixels"))
     p.set_defaults(func=_invert)
 
     p = s.add_parser("noise", help="write COUNT standard-normal noise files OUT_DIR/00.pt ...")
-    p.add_argument("out_dir")
-    p.add_argument("--count", type=int, default=10)
-    p.add_argument("--shape", type=int, nargs=3, default=[3, 28, 28], metavar=("C", "H", "W"))
-    p.add_argument("--seed", type=int, default=D.seed)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("out_dir", help="output folder: 00.pt, 01.pt, ...")
+    p.add_argument("--count", type=int, default=10, help=option_help("noise files", "10"))
+    p.add_argument("--shape", type=int, nargs=3, default=[3, 28, 28], metavar=("C", "H", "W"),
+                   help=option_help("size of each noise", "3 28 28"))
+    p.add_argument("--seed", type=int, default=D.seed, help=option_help("random seed", str(D.seed)))
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=_noise)

@@ -1,10 +1,10 @@
-"""Settings of the DDIM job: one dataclass, from which the CLI takes its defaults."""
+"""Settings of the DDIM job: dataclasses, from which the CLI takes its defaults (difflab.config_args)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from difflab.checks import check_count, check_number, check_seed
+from difflab.checks import check_count, check_eta, check_etas, check_number, check_seed
 from difflab.errors import DifflabError
 
 ETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # rows of `ddim eta-grid`
@@ -43,7 +43,7 @@ class DDIMConfig:
         self.check()
 
     def check(self) -> None:
-        check_number("eta", self.eta, 0, 1)
+        check_eta("eta", self.eta)
         check_count("steps", self.steps)
         check_count("offset", self.offset, 0)  # its upper end depends on the schedule: the sampler checks it
         check_count("invert_iters", self.invert_iters, 0)
@@ -111,7 +111,28 @@ class DDIMConfig:
         from difflab.sampling import DDIMSampler
 
         eta = self.eta if eta is None else eta
-        if not 0.0 <= eta <= 1.0:
-            raise DifflabError(f"eta must be in [0, 1], got {eta}")
+        check_eta("eta", eta)
         return DDIMSampler(schedule, steps=self.steps, spacing=self.spacing or "leading", offset=self.offset,
                            eta=eta, clip_x0=self.clip_x0, final_alpha_one=self.final_alpha == "one")
+
+
+@dataclass
+class EtaGridConfig:
+    """`ddim eta-grid`: which etas (rows) and how many noises (columns)."""
+
+    etas: tuple[float, ...] = ETA_GRID
+    columns: int = 4
+
+    def __post_init__(self):
+        check_etas("etas", self.etas)
+        check_count("columns", self.columns)
+
+
+@dataclass
+class InterpolateConfig:
+    """`ddim interpolate`: how many images from one noise to the other (alphas 0, 1/(num-1), ..., 1)."""
+
+    num: int = 11  # alpha steps of 0.1
+
+    def __post_init__(self):
+        check_count("num", self.num, 2)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from difflab.checks import check_digit
+from difflab.checks import check_digit, parse_list
 from difflab.data import DOMAINS
 from difflab.digits.generate import GenerateConfig, TimedModel, layout, make_sampler, resolve, sample_chunks
 from difflab.errors import DifflabError
@@ -32,11 +32,7 @@ DEFAULT_TIMESTEPS = (1000, 500, 200, 100, 50, 0)
 def parse_timesteps(text: str | list, num_train_timesteps: int) -> list[int]:
     """'1000,500,0' (or a list) -> [1000, 500, 0], high to low; refuse values outside [0, T], repeats and
     an unsorted list (either order is accepted)."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    try:
-        ts = [int(str(s).strip()) for s in items]
-    except ValueError:
-        raise DifflabError(f"--timesteps: expected comma-separated integers like 1000,500,0, got {text!r}") from None
+    ts = parse_list(text, int, "timesteps", "1000,500,0")
     if not ts:
         raise DifflabError("--timesteps: give at least one timestep")
     T = num_train_timesteps

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from difflab.checks import MAX_GUIDANCE
+from difflab.checks import check_guidance, parse_list
 from difflab.data import DOMAINS
 from difflab.digits.generate import GenerateConfig, generate
 from difflab.errors import DifflabError
@@ -31,17 +31,13 @@ COLUMNS = ["guidance", *(f"{m}_{k}" for m in DOMAINS for k in ("acc", "fd", "fd_
 
 
 def parse_scales(text: str | list, flag: str = "--guidance") -> list[float]:
-    """'0,1,2' (or a list) -> [0.0, 1.0, 2.0]; refuse negatives, NaN/inf, repeats and an empty list."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    try:
-        scales = [float(str(s).strip()) for s in items]
-    except ValueError:
-        raise DifflabError(f"{flag}: expected comma-separated numbers like 0,1,3, got {text!r}") from None
+    """'0,1,2' (or a list) -> [0.0, 1.0, 2.0]; refuse scales outside [0, MAX_GUIDANCE], NaN/inf, repeats and
+    an empty list."""
+    scales = parse_list(text, float, flag, "0,1,3")
     if not scales:
         raise DifflabError(f"{flag}: give at least one scale")
     for w in scales:
-        if not 0 <= w <= MAX_GUIDANCE:  # also refuses NaN and inf
-            raise DifflabError(f"{flag}: scales must be finite and >= 0 (at most {MAX_GUIDANCE:g}), got {w:g}")
+        check_guidance(flag, w)
     if len(set(scales)) != len(scales):
         raise DifflabError(f"{flag}: {text!r} repeats a scale")
     return scales

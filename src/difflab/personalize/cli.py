@@ -5,29 +5,63 @@ Only light imports at module level: diffusers/transformers/torch load inside the
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
-from difflab.personalize.config import TrainConfig
+from difflab.config_args import Flag, add_config_args, config_from_args, option_help
+from difflab.personalize.config import ComposeConfig, GenerateConfig, TrainConfig
 
-HELP = {
+NONE = "none"
+# what each field of the configs in personalize/config.py means on the command line
+TRAIN_WORDS = {
+    "token": Flag("new token, e.g. '<new1>' (must not be in the vocabulary)", required=True),
+    "init_word": Flag("existing word to start from, e.g. dog", required=True),
     "vectors": "vectors per token (multi-vector tokens expand to <tok> <tok>_1 ...)",
-    "what": "object or style: which caption templates to train with",
+    "what": Flag("object or style: which caption templates to train with", choices=("object", "style")),
+    "steps": "optimizer steps",
     "lr": "AdamW learning rate (not scaled by batch size)",
+    "weight_decay": "AdamW weight decay of the new embedding rows",
     "resolution": "training image size in pixels (multiple of 8; SD v1: 512)",
+    "batch_size": "photos per micro-batch",
     "grad_accum": "micro-batches per optimizer step",
-    "validate_every": "write validation images every N steps (0: never)",
+    "seed": "random seed",
     "flip": "probability of training on the mirrored photo",
+    "validate_every": "write validation images every N steps (0: never)",
+    "num_validation": "validation images each time",
+    "validation_steps": "DDIM steps of the validation images",
+    "checkpoint_every": "steps between checkpoints (OUT/checkpoint.safetensors)",
+}
+_SAMPLING = {
+    "steps": "DDIM steps",
+    "guidance": "classifier-free guidance scale",
+    "seed": "random seed",
+    "size": Flag("image size in pixels (a multiple of 8)", shown="the model's own"),
+}
+GENERATE_WORDS = {
+    **_SAMPLING,
+    "per_prompt": "images per prompt",
+    "seed": "random seed: each image's seed derives from it, the concept, the prompt and the image index",
+    "batch_size": "images per pipeline call",
+}
+COMPOSE_WORDS = {
+    **_SAMPLING,
+    "seed": "seed of the first image (image k uses seed + k)",
+    "num": "images (seeds seed..seed+num-1)",
+    "feather": "mask blur sigma in latent pixels",
+    "base_weight": "share of the whole-prompt path everywhere (0: only where no mask covers)",
+    "negative_prompt": Flag("negative prompt of every path", shown="empty"),
+    "with_paths": "also save each region prompt alone with the same noise, for comparison",
 }
 
 
 def _add_model_args(p) -> None:
     p.add_argument("--model", required=True, metavar="SD",
-                   help="diffusers SD v1.x folder, or an original .ckpt/.safetensors with --original-config")
+                   help="diffusers SD v1.x folder, or an original .ckpt/.safetensors with --original-config "
+                        "(required)")
     p.add_argument("--original-config", default=None, metavar="YAML",
-                   help="v1-inference.yaml for a single-file checkpoint (converted offline)")
+                   help=option_help("v1-inference.yaml for a single-file checkpoint (converted offline)",
+                                    "none: --model is a diffusers folder"))
     p.add_argument("--config-dir", default=None, metavar="DIR",
-                   help="diffusers-layout config folder for a single-file checkpoint (default: SD v1's)")
+                   help=option_help("diffusers-layout config folder for a single-file checkpoint", "SD v1's"))
     from difflab.device import add_device_arg
 
     add_device_arg(p)
@@ -36,8 +70,7 @@ def _add_model_args(p) -> None:
 def _train(args) -> int:
     from difflab.personalize.train import train
 
-    names = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    cfg = config_from_args(TrainConfig, args)
     train(args.model, args.images, args.out, cfg, resume=args.resume, overwrite=args.overwrite,
           device=args.device, original_config=args.original_config, config_dir=args.config_dir)
     print(f"{Path(args.out) / 'learned_embeds.safetensors'} ({cfg.token}: {cfg.vectors} vector(s))")
@@ -47,9 +80,8 @@ def _train(args) -> int:
 def _generate(args) -> int:
     from difflab.personalize.generate import generate
 
-    paths = generate(args.prompts, args.out, args.model, args.embeds, per_prompt=args.per_prompt,
-                     steps=args.steps, guidance=args.guidance, seed=args.seed, batch_size=args.batch_size,
-                     size=args.size, overwrite=args.overwrite, resume=args.resume, device=args.device,
+    paths = generate(args.prompts, args.out, args.model, args.embeds, config_from_args(GenerateConfig, args),
+                     overwrite=args.overwrite, resume=args.resume, device=args.device,
                      original_config=args.original_config, config_dir=args.config_dir)
     print(f"{len(paths)} images in {args.out}")
     return 0
@@ -66,7 +98,10 @@ def _score(args) -> int:
 def _compose(args) -> int:
     from difflab.personalize.compose_cli import run_compose
 
-    for path in run_compose(args):
+    cfg = config_from_args(ComposeConfig, args)  # checks itself: before the model loads
+    for path in run_compose(args.out, args.model, args.embeds, args.prompt, args.region, cfg,
+                            overwrite=args.overwrite, device=args.device, original_config=args.original_config,
+                            config_dir=args.config_dir):
         print(path)
     return 0
 
@@ -85,43 +120,29 @@ def _import(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    ti = subparsers.add_parser("ti", help="textual inversion for Stable Diffusion v1.x")
-    jobs = ti.add_subparsers(dest="ti_command", required=True)
-
-    d = TrainConfig()
+def _add_train(jobs) -> None:
     p = jobs.add_parser("train", help="learn a new token from a few photos",
                         description="Train the embedding of --token on the photos in --images; writes "
                                     "OUT/learned_embeds.safetensors (diffusers format).")
-    p.add_argument("out", metavar="OUT")
+    p.add_argument("out", metavar="OUT", help="output folder: learned_embeds.safetensors, checkpoints, validation/")
     _add_model_args(p)
-    p.add_argument("--images", required=True, metavar="DIR", help="folder with the concept's photos")
-    p.add_argument("--token", required=True, help="new token, e.g. '<new1>' (must not be in the vocabulary)")
-    p.add_argument("--init-word", required=True, help="existing word to start from, e.g. dog")
-    for f in fields(TrainConfig):
-        if f.name in ("token", "init_word"):
-            continue
-        kind = {int: int, float: float, "int": int, "float": float}.get(f.type, str)
-        extra = {"choices": ["object", "style"]} if f.name == "what" else {}
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=getattr(d, f.name),
-                       help=f"{HELP.get(f.name, '')} (default {getattr(d, f.name)})".strip(), **extra)
+    p.add_argument("--images", required=True, metavar="DIR", help="folder with the concept's photos (required)")
+    add_config_args(p, TrainConfig, TRAIN_WORDS)
     p.add_argument("--resume", default=None, metavar="latest|CKPT",
-                   help="continue from OUT/checkpoint.safetensors (latest) or a given checkpoint")
+                   help=option_help("continue from OUT/checkpoint.safetensors (latest) or a given checkpoint",
+                                    "start afresh"))
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
     p.set_defaults(func=_train)
 
+
+def _add_generate(jobs) -> None:
     p = jobs.add_parser("generate", help="images for every prompt of a PROMPTS.json")
-    p.add_argument("prompts", metavar="PROMPTS.json")
-    p.add_argument("out", metavar="OUT")
+    p.add_argument("prompts", metavar="PROMPTS.json", help="the prompts, per concept (docs/textual_inversion.md)")
+    p.add_argument("out", metavar="OUT", help="output folder: OUT/<key>/<prompt index>/...png")
     _add_model_args(p)
     p.add_argument("--embeds", nargs="+", required=True, metavar="FILE",
-                   help="learned_embeds.safetensors (or A1111 .pt) files; any number of concepts")
-    p.add_argument("--per-prompt", type=int, default=25, help="images per prompt (default 25)")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
-    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (default 7.5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=4, help="images per pipeline call (default 4)")
-    p.add_argument("--size", type=int, default=None, help="image size in pixels (default: the model's)")
+                   help="learned_embeds.safetensors (or A1111 .pt) files; any number of concepts (required)")
+    add_config_args(p, GenerateConfig, GENERATE_WORDS)
     p.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty OUT (only once the new layout is complete)")
     p.add_argument("--resume", action="store_true",
@@ -130,44 +151,47 @@ def register(subparsers) -> None:
                         "when complete)")
     p.set_defaults(func=_generate)
 
-    p = jobs.add_parser("score", help="CLIP scores of a generated layout, PASS/FAIL against the baselines")
-    p.add_argument("prompts", metavar="PROMPTS.json")
-    p.add_argument("out", metavar="OUT", help="the folder `ti generate` wrote")
-    p.add_argument("--concepts", required=True, metavar="DIR", help="reference photos in DIR/<key>/")
-    p.add_argument("--clip", required=True, metavar="CLIP_DIR", help="transformers CLIPModel folder")
-    p.add_argument("--report", default=None, help="scores JSON (default OUT/scores.json)")
+
+def _add_compose(jobs) -> None:
+    p = jobs.add_parser("compose", help="several concepts in one image: masked multi-path sampling",
+                        description="One denoising path per --region; noise predictions blended by masks.")
+    p.add_argument("out", metavar="OUT", help="output folder: compose_<seed>.png, regions.json")
+    _add_model_args(p)
+    p.add_argument("--embeds", nargs="*", default=[], metavar="FILE",
+                   help=option_help("learned_embeds.safetensors (or A1111 .pt) files of the regions' tokens", NONE))
+    p.add_argument("--prompt", required=True, help="scene prompt; {} marks where each region's text goes (required)")
+    p.add_argument("--region", action="append", required=True, metavar="TEXT:MASK",
+                   help="e.g. '<new1>:left'; MASK is left|right|top|bottom|full or a mask image (repeatable, "
+                        "required)")
+    add_config_args(p, ComposeConfig, COMPOSE_WORDS)
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    p.set_defaults(func=_compose)
+
+
+def register(subparsers) -> None:
     from difflab.device import add_device_arg
 
+    ti = subparsers.add_parser("ti", help="textual inversion for Stable Diffusion v1.x")
+    jobs = ti.add_subparsers(dest="ti_command", required=True)
+    _add_train(jobs)
+    _add_generate(jobs)
+
+    p = jobs.add_parser("score", help="CLIP scores of a generated layout, PASS/FAIL against the baselines")
+    p.add_argument("prompts", metavar="PROMPTS.json", help="the prompts `ti generate` drew")
+    p.add_argument("out", metavar="OUT", help="the folder `ti generate` wrote")
+    p.add_argument("--concepts", required=True, metavar="DIR", help="reference photos in DIR/<key>/ (required)")
+    p.add_argument("--clip", required=True, metavar="CLIP_DIR", help="transformers CLIPModel folder (required)")
+    p.add_argument("--report", default=None, help=option_help("scores JSON", "OUT/scores.json"))
     add_device_arg(p)
     p.set_defaults(func=_score)
 
-    p = jobs.add_parser("compose", help="several concepts in one image: masked multi-path sampling",
-                        description="One denoising path per --region; noise predictions blended by masks.")
-    p.add_argument("out", metavar="OUT", help="output folder")
-    _add_model_args(p)
-    p.add_argument("--embeds", nargs="*", default=[], metavar="FILE")
-    p.add_argument("--prompt", required=True, help="scene prompt; {} marks where each region's text goes")
-    p.add_argument("--region", action="append", required=True, metavar="TEXT:MASK",
-                   help="e.g. '<new1>:left'; MASK is left|right|top|bottom|full or a mask image (repeatable)")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--guidance", type=float, default=7.5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num", type=int, default=1, help="images (seeds seed..seed+num-1)")
-    p.add_argument("--size", type=int, default=None)
-    p.add_argument("--feather", type=float, default=1.0, help="mask blur sigma in latent pixels (default 1)")
-    p.add_argument("--base-weight", type=float, default=0.0,
-                   help="share of the whole-prompt path everywhere (default 0: only where no mask covers)")
-    p.add_argument("--negative-prompt", default="")
-    p.add_argument("--with-paths", action="store_true",
-                   help="also save each region prompt alone with the same noise, for comparison")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=_compose)
-
+    _add_compose(jobs)
     for name, func, help_ in (
             ("export-a1111", _export, "diffusers embedding -> Automatic1111 .pt/.safetensors"),
             ("import-a1111", _import, "Automatic1111 embedding -> learned_embeds.safetensors")):
         p = jobs.add_parser(name, help=help_)
-        p.add_argument("src")
-        p.add_argument("dst")
-        p.add_argument("--token", default=None, help="token to export / name to import as")
+        p.add_argument("src", help="the embedding file to convert")
+        p.add_argument("dst", help="the file to write")
+        p.add_argument("--token", default=None,
+                       help=option_help("token to export / name to import as", "the file's own token"))
         p.set_defaults(func=func)

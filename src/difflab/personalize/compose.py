@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from difflab.errors import DifflabError
 from difflab.personalize import embeddings as E
+from difflab.personalize.config import ComposeConfig
 
 NAMED = ("left", "right", "top", "bottom", "full")
 
@@ -129,13 +130,15 @@ class _Path:
 
 
 @torch.no_grad()
-def compose(pipe, prompt: str, regions: list[Region], steps: int = 50, guidance: float = 7.5,
-            generator: torch.Generator | None = None, size: int | None = None, feather: float = 0.0,
-            base_weight: float = 0.0, negative_prompt: str = "", progress: bool = True) -> np.ndarray:
-    """One composed image -> (H, W, 3) float32 in [0, 1] (what the pipeline's output_type="np" gives).
+def compose(pipe, prompt: str, regions: list[Region], cfg: ComposeConfig | None = None,
+            generator: torch.Generator | None = None, progress: bool = True) -> np.ndarray:
+    """One composed image -> (H, W, 3) float32 in [0, 1] (what the pipeline's output_type="np" gives), with
+    cfg's steps, guidance, size, feather, base_weight and negative_prompt (its seed and num are the caller's).
 
     Latents are drawn from `generator` exactly as `StableDiffusionPipeline` draws them.
     """
+    cfg = cfg or ComposeConfig()
+    steps, guidance, size, negative_prompt = cfg.steps, cfg.guidance, cfg.size, cfg.negative_prompt
     if not regions:
         raise DifflabError("compose needs at least one --region")
     size = size or pipe.unet.config.sample_size * pipe.vae_scale_factor
@@ -145,7 +148,7 @@ def compose(pipe, prompt: str, regions: list[Region], steps: int = 50, guidance:
     for p in prompts + [base_prompt]:
         E.expand_prompt(p, pipe.tokenizer)  # raises on unknown <tokens>
     h = w = size // pipe.vae_scale_factor
-    wr, wb = blend_weights(regions, h, w, feather, base_weight)
+    wr, wb = blend_weights(regions, h, w, cfg.feather, cfg.base_weight)
     paths = [_Path(pipe, p, negative_prompt, guidance) for p in prompts]
     weights = list(wr)
     if (wb > 0).any():  # the base path costs a UNet pass per step: only when some pixel needs it

@@ -3,67 +3,60 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from difflab.checks import check_count, check_guidance, check_number, check_seed
 from difflab.io import atomic_path, save_png, staged_output_dir
 from difflab.personalize.compose import Region, compose, parse_region, region_prompts
-
-# --feather is a blur sigma in latent pixels (1/8 of the image's): SD v1's latents are 64 wide, so far
-# beyond 100 every mask is a constant
-MAX_FEATHER = 100.0
+from difflab.personalize.config import ComposeConfig
 
 
 def _u8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
 
 
-def run_compose(args) -> list[Path]:
-    """OUT/compose_<seed>.png per seed; with --with-paths also OUT/path<r>_<seed>.png (region r alone)."""
+def run_compose(out_dir, model, embed_files, prompt: str, region_specs: list[str], cfg: ComposeConfig,
+                overwrite: bool = False, device: str = "auto", original_config=None, config_dir=None) -> list[Path]:
+    """OUT/compose_<seed>.png per seed; with cfg.with_paths also OUT/path<r>_<seed>.png (region r alone).
+    region_specs: 'TEXT:MASK' strings (parse_region)."""
     from difflab.models.sd import load_sd
     from difflab.personalize import embeddings as E
-    from difflab.personalize.generate import check_size, load_concepts
+    from difflab.personalize.generate import load_concepts
 
-    check_count("num", args.num)
-    check_count("steps", args.steps)
-    check_guidance("guidance", args.guidance)
-    check_seed("seed", args.seed)
-    check_size(args.size)
-    check_number("feather", args.feather, 0, MAX_FEATHER)
-    check_number("base_weight", args.base_weight, 0, 1)
-    regions = [parse_region(s) for s in args.region]
-    pipe = load_sd(args.model, original_config=args.original_config, config_dir=args.config_dir,
-                   device=args.device)
-    load_concepts(pipe, args.embeds)
-    prompts, base = region_prompts(args.prompt, regions)
+    cfg.check()
+    regions = [parse_region(s) for s in region_specs]
+    pipe = load_sd(model, original_config=original_config, config_dir=config_dir, device=device)
+    load_concepts(pipe, embed_files)
+    prompts, base = region_prompts(prompt, regions)
     for p in prompts + [base]:  # fail on an unknown token before the output folder is touched
         E.expand_prompt(p, pipe.tokenizer)
     # built aside, swapped in complete: a failed run leaves no folder and keeps an old one
-    with staged_output_dir(args.out, args.overwrite) as stage:
-        names = _write(pipe, args, regions, prompts, base, stage)
-    return [Path(args.out) / n for n in names]
+    with staged_output_dir(out_dir, overwrite) as stage:
+        names = _write(pipe, cfg, prompt, regions, prompts, base, stage)
+    return [Path(out_dir) / n for n in names]
 
 
-def _write(pipe, args, regions: list[Region], prompts: list[str], base: str, out: Path) -> list[str]:
-    kw = dict(steps=args.steps, guidance=args.guidance, size=args.size, negative_prompt=args.negative_prompt)
+def _write(pipe, cfg: ComposeConfig, prompt: str, regions: list[Region], prompts: list[str], base: str,
+           out: Path) -> list[str]:
+    # each region alone: one full-image region, no blur or base path (with the same noise it equals the
+    # plain pipeline for that region's prompt)
+    alone_cfg = replace(cfg, feather=0.0, base_weight=0.0)
     written = []
-    for seed in range(args.seed, args.seed + args.num):
-        image = compose(pipe, args.prompt, regions, generator=torch.Generator().manual_seed(seed),
-                        feather=args.feather, base_weight=args.base_weight, **kw)
+    for seed in range(cfg.seed, cfg.seed + cfg.num):
+        image = compose(pipe, prompt, regions, cfg, generator=torch.Generator().manual_seed(seed))
         save_png(out / f"compose_{seed}.png", _u8(image))
         written.append(f"compose_{seed}.png")
-        for r, prompt in enumerate(prompts if args.with_paths else []):
-            # the same noise with one full-image region == the plain pipeline for that region's prompt
-            alone = compose(pipe, "{}", [Region(prompt, "full")], progress=False,
-                            generator=torch.Generator().manual_seed(seed), **kw)
+        for r, region_prompt in enumerate(prompts if cfg.with_paths else []):
+            alone = compose(pipe, "{}", [Region(region_prompt, "full")], alone_cfg, progress=False,
+                            generator=torch.Generator().manual_seed(seed))
             save_png(out / f"path{r}_{seed}.png", _u8(alone))
             written.append(f"path{r}_{seed}.png")
     with atomic_path(out / "regions.json") as tmp:
-        tmp.write_text(json.dumps({"prompt": args.prompt, "base_prompt": base, "feather": args.feather,
-                                   "base_weight": args.base_weight,
+        tmp.write_text(json.dumps({"prompt": prompt, "base_prompt": base, "feather": cfg.feather,
+                                   "base_weight": cfg.base_weight,
                                    "regions": [{"text": r.text, "mask": r.where, "prompt": p}
                                                for r, p in zip(regions, prompts)]}, indent=2))
     return written

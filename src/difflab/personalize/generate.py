@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from difflab.checks import check_count, check_guidance, check_seed
 from difflab.errors import DifflabError
 from difflab.io import inplace_output_dir, save_png, staged_output_dir
 from difflab.personalize import embeddings as E
+from difflab.personalize.config import GenerateConfig
 from difflab.personalize.prompts import Concept, image_path, load_prompts
 
 
@@ -38,25 +38,6 @@ def image_seed(seed: int, key: str, prompt_index: int, k: int) -> int:
     """A 63-bit seed for one image, stable across runs, batch sizes and Python versions."""
     digest = hashlib.sha256(f"{seed}/{key}/{prompt_index}/{k}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-def check_numbers(per_prompt: int, steps: int, guidance: float, batch_size: int, size: int | None,
-                  seed: int = 0) -> None:
-    """Refuse impossible settings before minutes of model loading (NaN passes `x < 0` checks: test finiteness)."""
-    check_count("per_prompt", per_prompt)
-    check_count("steps", steps)
-    check_guidance("guidance", guidance)
-    check_count("batch_size", batch_size)
-    check_seed("seed", seed)
-    check_size(size)
-
-
-def check_size(size: int | None) -> None:
-    """--size: None (the model's own) or a multiple of 8 (the VAE's downsampling) of at least 8."""
-    if size is not None:
-        check_count("size", size, 8)
-        if size % 8:
-            raise DifflabError(f"--size must be a multiple of 8, got {size}")
 
 
 def check_prompts(pipe, concepts: list[Concept]) -> None:
@@ -80,26 +61,26 @@ def generate_images(pipe, prompt: str, seeds: list[int], steps: int, guidance: f
     return (np.clip(out.images, 0, 1) * 255).round().astype(np.uint8)
 
 
-def generate_layout(pipe, concepts: list[Concept], out_dir, per_prompt: int = 25, steps: int = 50,
-                    guidance: float = 7.5, seed: int = 0, batch_size: int = 4, size: int | None = None,
+def generate_layout(pipe, concepts: list[Concept], out_dir, cfg: GenerateConfig | None = None,
                     progress: bool = True) -> list[Path]:
     """Write the image layout for `concepts` with an already loaded pipeline; returns the image paths.
 
     Images already on disk are kept (callers decide whether the folder may hold any).
     """
-    check_numbers(per_prompt, steps, guidance, batch_size, size, seed)
+    cfg = cfg or GenerateConfig()
+    cfg.check()
     check_prompts(pipe, concepts)
-    jobs = [(c, i, k) for c in concepts for i in range(len(c.prompts)) for k in range(per_prompt)]
+    jobs = [(c, i, k) for c in concepts for i in range(len(c.prompts)) for k in range(cfg.per_prompt)]
     todo = [j for j in jobs if not image_path(out_dir, j[0].key, j[1], j[2]).is_file()]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="generate", unit="img",
                disable=not progress)
     while todo:
         # a batch holds images of one prompt only (the pipeline takes one prompt per call)
         c, i, _ = todo[0]
-        batch = [j for j in todo[:batch_size] if j[0] is c and j[1] == i]
+        batch = [j for j in todo[:cfg.batch_size] if j[0] is c and j[1] == i]
         todo = todo[len(batch):]
-        images = generate_images(pipe, c.prompt(i), [image_seed(seed, c.key, i, k) for _, _, k in batch],
-                                 steps, guidance, size)
+        images = generate_images(pipe, c.prompt(i), [image_seed(cfg.seed, c.key, i, k) for _, _, k in batch],
+                                 cfg.steps, cfg.guidance, cfg.size)
         for (_, _, k), im in zip(batch, images):
             save_png(image_path(out_dir, c.key, i, k), im)
         bar.update(len(batch))
@@ -107,15 +88,16 @@ def generate_layout(pipe, concepts: list[Concept], out_dir, per_prompt: int = 25
     return [image_path(out_dir, c.key, i, k) for c, i, k in jobs]
 
 
-def generate(prompts_file, out_dir, model, embed_files, per_prompt: int = 25, steps: int = 50,
-             guidance: float = 7.5, seed: int = 0, batch_size: int = 4, size: int | None = None,
-             overwrite: bool = False, resume: bool = False, device: str = "auto", original_config=None,
-             config_dir=None, progress: bool = True) -> list[Path]:
-    """`difflab ti generate`: load SD + embeddings, write the layout into `out_dir`."""
+def generate(prompts_file, out_dir, model, embed_files, cfg: GenerateConfig | None = None, overwrite: bool = False,
+             resume: bool = False, device: str = "auto", original_config=None, config_dir=None,
+             progress: bool = True) -> list[Path]:
+    """`difflab ti generate`: load SD + embeddings, write the layout into `out_dir` (settings: `cfg`, checked
+    when it was built, so before any loading)."""
     from difflab.device import resolve_device
     from difflab.models.sd import load_sd
 
-    check_numbers(per_prompt, steps, guidance, batch_size, size, seed)
+    cfg = cfg or GenerateConfig()
+    cfg.check()
     resolve_device(device)  # refused in one line before any loading
     concepts = load_prompts(prompts_file)
     if not embed_files:
@@ -123,11 +105,10 @@ def generate(prompts_file, out_dir, model, embed_files, per_prompt: int = 25, st
     pipe = load_sd(model, original_config=original_config, config_dir=config_dir, device=device)
     load_concepts(pipe, embed_files)
     check_prompts(pipe, concepts)  # before touching OUT: a typo in a token must not cost the folder
-    args = (per_prompt, steps, guidance, seed, batch_size, size, progress)
     if resume:  # written in place (locked), so an interrupted run keeps every image it finished
         with inplace_output_dir(out_dir, resume=True) as out:
-            return generate_layout(pipe, concepts, out, *args)
+            return generate_layout(pipe, concepts, out, cfg, progress)
     # built aside and swapped in complete: a failed run leaves no folder and keeps an old one
     with staged_output_dir(out_dir, overwrite) as stage:
-        paths = generate_layout(pipe, concepts, stage, *args)
+        paths = generate_layout(pipe, concepts, stage, cfg, progress)
     return [Path(out_dir) / p.relative_to(stage) for p in paths]

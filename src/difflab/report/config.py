@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from difflab.checks import check_count, check_digit, check_guidance, check_number, check_seed
-from difflab.ddim.config import ETA_GRID as DEFAULT_ETAS
+from difflab.checks import check_count, check_digit, check_etas, check_guidance, check_seed
+from difflab.ddim.config import EtaGridConfig, InterpolateConfig
 from difflab.digits.generate import TEACHER_STEPS, GenerateConfig
 from difflab.digits.reverse import DEFAULT_TIMESTEPS
 from difflab.digits.sweep import DEFAULT_SCALES, parse_scales
@@ -36,9 +36,9 @@ class ReportConfig:
     sweep_per_digit: int = 10
     # DDIM figures on the digit model (MNIST-M domain, `ddim` defaults otherwise)
     ddim_steps: int = 50
-    etas: tuple[float, ...] = DEFAULT_ETAS
-    eta_columns: int = 4
-    interp_num: int = 11
+    etas: tuple[float, ...] = EtaGridConfig.etas
+    eta_columns: int = EtaGridConfig.columns
+    interp_num: int = InterpolateConfig.num
     invert_count: int = 4
     # CFG > 1 extrapolates away from both predictions, which the first-order inverse ODE step does not
     # undo well; the conditional model (w = 1) is the usual choice for inversion
@@ -59,10 +59,7 @@ class ReportConfig:
         check_digit("digit", self.digit)
         if self.invert_count > self.per_digit:
             raise DifflabError(f"--invert-count {self.invert_count} exceeds --per-digit {self.per_digit}")
-        if not self.etas:
-            raise DifflabError("--etas: give at least one value")
-        for eta in self.etas:
-            check_number("etas", eta, 0, 1)
+        check_etas("etas", self.etas)
         parse_scales(list(self.sweep_scales), "--sweep-scales")
         for t in self.timesteps:  # their upper end is the model's T: checked once it is loaded
             check_count("timesteps", t, 0)

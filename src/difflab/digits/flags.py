@@ -1,0 +1,112 @@
+"""What each setting of the digit commands means on the command line: one help entry per config field,
+read by difflab.config_args (which takes the defaults from the configs themselves).
+
+Imported by the CLIs when they build their parsers (it loads torch through the configs' modules).
+"""
+
+from __future__ import annotations
+
+from difflab.config_args import Flag
+from difflab.data import DOMAINS
+from difflab.device import DEVICE_HELP
+from difflab.digits.generate import GENERATE_SAMPLERS
+from difflab.sampling import parse_guidance_interval
+
+# difflab.digits.generate.GenerateConfig: `digits generate`, `demo`, `digits reverse`, `digits sweep`
+GENERATE = {
+    "per_digit": "images per digit and domain",
+    "model": "'teacher' (CFG), 'student' (distilled: 4 steps, one pass each, ~10x faster, less accurate: "
+             "docs/RESULTS.md) or a digit model .safetensors",
+    "guidance": "classifier-free guidance scale w (0: unconditional, 1: conditional, > 1: guided)",
+    "steps": Flag("sampler steps", shown="the model's own: student 4, teacher 20"),
+    "sampler": Flag("the teacher's sampler (a student runs the DDIM it was distilled for)",
+                    choices=GENERATE_SAMPLERS, shown="ddim"),
+    "eta": "DDIM eta: 0 is deterministic, 1 DDPM-like",
+    "seed": "random seed: the same seed and settings give the same images",
+    "batch_size": "images per network batch",
+    "bf16": Flag("run the network in float32 (default: bf16 autocast)", flag="--fp32"),
+    "guide": Flag("what guidance amplifies: the digit only, or digit and domain", choices=("digit", "both")),
+    "guidance_interval": Flag("teacher: guide only for timesteps LO <= t <= HI, one pass elsewhere",
+                              type=parse_guidance_interval, metavar="LO,HI", shown="every timestep"),
+    "karras": "Karras sigmas (dpmpp-2m, unipc)",
+    "device": DEVICE_HELP,
+}
+
+# what the teacher's and the student's training share
+_TRAINING = {
+    "warmup_steps": "steps of linear learning-rate warm-up",
+    "min_lr_ratio": "the cosine decay ends at this fraction of --lr",
+    "grad_clip": "clip the gradient norm to this (0: no clipping)",
+    "seed": "random seed",
+    "ckpt_every": "steps between checkpoints",
+    "log_every": "steps between log lines",
+}
+
+# difflab.digits.train.TrainConfig: `digits train` (its `unet` field: UNET below)
+TRAIN = {
+    **_TRAINING,
+    "out_dir": "run folder: checkpoints, EMA weights and the training log",
+    "steps": "optimisation steps",
+    "batch_size": "global batch, split over the DDP ranks",
+    "lr": "peak AdamW learning rate (warm-up, then cosine decay)",
+    "weight_decay": "AdamW weight decay",
+    "ema_decay": "decay of the EMA weights that are saved and sampled from",
+    "drop_both": "probability of dropping digit and domain together (the unconditional model CFG needs)",
+    "drop_digit": "probability of dropping the digit only",
+    "drop_domain": "probability of dropping the domain only",
+    "bf16": Flag("train in float32 (default: bf16 autocast on the CPU, bf16 or fp16 on CUDA)", flag="--no-bf16"),
+    "device": f"{DEVICE_HELP}; under torchrun each process takes cuda:LOCAL_RANK",
+    "data_root": Flag("real data folder", shown="offline recipes"),
+    "train_size": "synthesised training images per domain (offline recipes only)",
+    "schedule": Flag("noise schedule", choices=("linear", "scaled_linear", "cosine")),
+    "num_train_timesteps": "diffusion timesteps T",
+}
+TRAIN_SKIP = ("unet",)
+
+# difflab.models.unet.UNetConfig: the network flags of `digits train`
+UNET = {
+    "base_channels": "channels of the first UNet level",
+    "channel_mults": Flag("channel multiplier of each level (28 -> 14 -> 7 pixels: 1 to 3 levels)", metavar="M"),
+    "num_res_blocks": "residual blocks per level",
+    "attention_levels": Flag("levels with self-attention in their residual blocks (the middle block always "
+                             "has one)", nargs="*", metavar="L", shown="none"),
+}
+# fixed by the data (3 colour channels, 10 digits, 2 domains), the width (groups) and the distiller
+UNET_SKIP = ("in_channels", "num_digits", "num_domains", "groups", "guidance_input")
+
+# difflab.digits.distill.DistillConfig: `digits distill`
+DISTILL = {
+    **_TRAINING,
+    "out_dir": "run folder (trajectories, checkpoint, student); re-running resumes",
+    "teacher": Flag("teacher digit model", shown="the shipped one"),
+    "student_steps": "DDIM steps of the student",
+    "teacher_steps": "teacher DDIM steps per trajectory (a multiple of --student-steps)",
+    "guidance_min": "lowest CFG scale the student learns",
+    "guidance_max": "highest CFG scale the student learns",
+    "guide": "the teacher's CFG target: digit or both (as `digits generate --guide`)",
+    "trajectories": "teacher trajectories",
+    "traj_batch": "trajectories per chunk file",
+    "steps": "student optimisation steps",
+    "batch_size": "student batch",
+    "lr": "peak learning rate (cosine)",
+    "ema_decay": "decay of the student's EMA weights",
+    "bf16": Flag("run in float32 (default: bf16 autocast)", flag="--no-bf16"),
+    "device": DEVICE_HELP,
+    "jump_weighting": "x0: each jump's error as it is; balanced: each jump's error over its own running "
+                      "mean, so every jump gets an equal share",
+    "init": Flag("start a new leg from this distillation checkpoint's or student's weights",
+                 shown="the teacher's weights"),
+}
+
+# difflab.digits.classify.ClassifierTrainConfig: `digits train-classifier`
+CLASSIFIER = {
+    "domain": Flag("the domain whose classifier to train", choices=DOMAINS),
+    "out": Flag("output .safetensors", shown="the shipped classifier's file in src/difflab/assets/"),
+    "epochs": "passes over the training images",
+    "batch_size": "training batch",
+    "lr": "peak AdamW learning rate (one-cycle schedule)",
+    "train_size": "synthesised training images",
+    "seed": "random seed",
+    "data_root": Flag("real data folder", shown="offline recipes"),
+    "device": DEVICE_HELP,
+}
