@@ -36,11 +36,21 @@ import torch
 from tqdm import tqdm
 
 from difflab.checks import check_count, check_guidance, check_number, check_seed
-from difflab.device import autocast, check_device, cpu_generator, grad_scaler, move, randn, resolve_device
-from difflab.digits.model_io import load_digit_model, load_state_strict, save_digit_model
+from difflab.device import (
+    autocast,
+    check_device,
+    cpu_generator,
+    grad_scaler,
+    move,
+    randn,
+    resolve_device,
+    stream_generator,
+)
 from difflab.digits.train import _flatten_optimizer, _unflatten_optimizer
 from difflab.errors import DifflabError
 from difflab.io import load_checkpoint, save_checkpoint
+from difflab.models.digits import load_digit_model, save_digit_model
+from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet
 from difflab.sampling import DDIMSampler
 from difflab.schedule import NoiseSchedule, make_timesteps
@@ -152,7 +162,7 @@ def make_trajectories(cfg: DistillConfig, teacher, schedule: NoiseSchedule, prog
         if path.exists():
             continue
         n = min(cfg.traj_batch, cfg.trajectories - c * cfg.traj_batch)
-        g = cpu_generator(cfg.seed * 100_003 + c)
+        g = stream_generator(cfg.seed, c)
         digits = torch.randint(10, (n,), generator=g)
         domains = torch.randint(2, (n,), generator=g)
         w = cfg.guidance_min + (cfg.guidance_max - cfg.guidance_min) * torch.rand(n, generator=g)
