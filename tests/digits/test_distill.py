@@ -216,3 +216,50 @@ def test_loss_is_zero_at_the_exact_targets_in_both_output_forms(distilled, tiny_
         assert trainer.loss(out + 0.1, x_t, x_next, kk).item() > 1e-4
         eps = student_output_to_eps(out, x_t, t, schedule, trainer.x0_steps)
         assert torch.allclose(sampler.step(eps, t, x_t).prev_sample, x_next, atol=3e-5)
+
+
+def test_balanced_weighting_gives_each_jump_an_equal_share(distilled, tiny_unet):
+    """First batch: each row's loss over its own jump's batch mean averages to exactly 1, whatever the
+    jumps' magnitudes; the running means then follow each jump separately and survive a resume."""
+    cfg, _ = distilled
+    cfg = DistillConfig(**{**cfg.__dict__, "jump_weighting": "balanced"})
+    schedule = NoiseSchedule()
+    grid = student_timesteps(schedule, cfg.student_steps)
+    data = load_trajectories(f"{cfg.out_dir}/trajectories", grid)
+    trainer = StudentTrainer(cfg, tiny_unet, schedule, data)
+    per_row = torch.tensor([1.0, 3.0, 100.0, 300.0])
+    k = torch.tensor([0, 0, 1, 1])
+    assert trainer.balanced(per_row, k).item() == pytest.approx(1.0)
+    assert trainer.jump_scale.tolist() == [2.0, 200.0]
+    # second batch: jump 0 alone; jump 1's running mean is untouched, jump 0's moves 2 % of the way
+    trainer.balanced(torch.tensor([4.0, 4.0]), torch.tensor([0, 0]))
+    assert trainer.jump_scale.tolist() == pytest.approx([2.04, 200.0])
+    # resume restores the running means (bit-identical continuation needs them)
+    trainer.save()
+    again = StudentTrainer(cfg, tiny_unet, schedule, data)
+    again.resume()
+    assert torch.equal(again.jump_scale, trainer.jump_scale)
+    with pytest.raises(DifflabError, match="jump_weighting"):
+        StudentTrainer(DistillConfig(**{**cfg.__dict__, "jump_weighting": "x0"}), tiny_unet, schedule,
+                       data).resume()
+    with pytest.raises(DifflabError, match="jump-weighting"):
+        DistillConfig(jump_weighting="equal")
+
+
+def test_init_starts_a_new_leg_from_a_checkpoints_ema(tmp_path, distilled, tiny_unet):
+    """--init copies the EMA weights of a distillation checkpoint (or a student file) into model and EMA,
+    with a fresh step count; a teacher file is refused."""
+    cfg, result = distilled
+    schedule = NoiseSchedule()
+    grid = student_timesteps(schedule, cfg.student_steps)
+    data = load_trajectories(f"{cfg.out_dir}/trajectories", grid)
+    student, _, _ = load_digit_model(result.student_path)
+    for init in (f"{cfg.out_dir}/checkpoint.safetensors", str(result.student_path)):
+        leg = StudentTrainer(DistillConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "leg"), "init": init}),
+                             tiny_unet, schedule, data)
+        assert leg.step == 0
+        for name, p in student.state_dict().items():
+            assert torch.equal(leg.model.state_dict()[name], p), name
+            assert torch.equal(leg.ema.state_dict()[name], p), name
+    with pytest.raises(DifflabError, match="teacher"):
+        StudentTrainer(DistillConfig(**{**cfg.__dict__, "init": cfg.teacher}), tiny_unet, schedule, data)
