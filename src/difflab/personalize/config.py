@@ -53,6 +53,14 @@ class TrainConfig:
             raise DifflabError(f"--resolution {self.resolution}: must be a multiple of 8")
 
 
+def check_sampling(cfg) -> None:
+    """The SD sampling settings that `ti generate` and `ti compose` share: steps, guidance, seed, size."""
+    check_count("steps", cfg.steps)
+    check_guidance("guidance", cfg.guidance)
+    check_seed("seed", cfg.seed)
+    check_size(cfg.size)
+
+
 def check_size(size: int | None) -> None:
     """--size: None (the model's own) or a multiple of 8 (the VAE's downsampling) of at least 8."""
     if size is not None:
@@ -78,11 +86,8 @@ class GenerateConfig:
 
     def check(self) -> None:
         check_count("per_prompt", self.per_prompt)
-        check_count("steps", self.steps)
-        check_guidance("guidance", self.guidance)
         check_count("batch_size", self.batch_size)
-        check_seed("seed", self.seed)
-        check_size(self.size)
+        check_sampling(self)
 
 
 @dataclass
@@ -105,9 +110,6 @@ class ComposeConfig:
 
     def check(self) -> None:
         check_count("num", self.num)
-        check_count("steps", self.steps)
-        check_guidance("guidance", self.guidance)
-        check_seed("seed", self.seed)
-        check_size(self.size)
+        check_sampling(self)
         check_number("feather", self.feather, 0, MAX_FEATHER)
         check_number("base_weight", self.base_weight, 0, 1)
