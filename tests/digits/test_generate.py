@@ -1,3 +1,4 @@
+import json
 import re
 
 import numpy as np
@@ -5,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from difflab.data import load_domain
 from difflab.digits.classify import ClassifierTrainConfig, predict, train_classifier
 from difflab.digits.evaluate import evaluate, format_results, frechet_distance
 from difflab.digits.generate import GenerateConfig, generate
@@ -106,6 +108,13 @@ def test_eval_counts_match_direct_prediction(tmp_path, tiny_unet):
         r = res["domains"][dom]
         assert r["correct"] == int((pred == y).sum()) and r["total"] == 20
         assert 0 <= r["real_val_acc"] <= 1 and r["fd_generated_vs_real"] >= 0
+    # JSON holds exact fractions (Python floats), not float32 means: 17/20 is 0.85, not 0.8500000238418579
+    saved = json.loads((tmp_path / "gen" / "eval.json").read_text())["domains"]
+    for dom, r in saved.items():
+        assert r["acc"] == r["correct"] / r["total"]
+        assert all(a == int(a * 2) / 2 for a in r["per_digit_acc"].values())  # 2 images a digit: 0, 1/2, 1
+        n = len(load_domain(dom, "val"))
+        assert r["real_val_acc"] == round(r["real_val_acc"] * n) / n
     text = format_results(res)
     assert re.search(r"^MNIST-M acc = \d\.\d{4} \(correct/total = \d+/20\)", text, re.M)
     assert re.search(r"^SVHN acc = ", text, re.M) and "mean acc" in text

@@ -15,7 +15,7 @@ from scipy import linalg
 
 from difflab.data import DOMAINS, load_domain, to_model_range
 from difflab.device import resolve_device
-from difflab.digits.classify import predict
+from difflab.digits.classify import accuracy, predict
 from difflab.errors import DifflabError
 from difflab.io import atomic_path, load_image
 from difflab.models.digits import default_classifier_path, load_classifier
@@ -73,15 +73,16 @@ def evaluate(out_dir, classifiers: dict[str, str] | None = None, data_root=None,
         ref = load_domain(m, "train", root=data_root, seed=seed, size=reference_size)
         idx = np.random.default_rng(0).choice(len(ref), size=min(len(x), len(ref)), replace=False)
         _, rfeats = predict(clf, to_model_range(ref.images[idx]))
-        per_digit = {d: float((pred[y == d] == d).float().mean()) for d in range(10) if (y == d).any()}
+        per_digit = {d: accuracy(pred[y == d], y[y == d]) for d in range(10) if (y == d).any()}
         results["domains"][m] = {
-            "correct": int((pred == y).sum()), "total": len(y), "acc": float((pred == y).float().mean()),
-            "real_val_acc": float((vpred == torch.from_numpy(val.labels)).float().mean()),
+            "correct": int((pred == y).sum()), "total": len(y), "acc": accuracy(pred, y),
+            "real_val_acc": accuracy(vpred, torch.from_numpy(val.labels)),
             "fd_generated_vs_real": frechet_distance(feats.numpy(), vfeats.numpy()),
             "fd_real_vs_real": frechet_distance(rfeats.numpy(), vfeats.numpy()),
             "per_digit_acc": per_digit, "classifier": str(path),
         }
-    results["mean_acc"] = float(np.mean([r["acc"] for r in results["domains"].values()]))
+    accs = [r["acc"] for r in results["domains"].values()]
+    results["mean_acc"] = sum(accs) / len(accs)
     with atomic_path(out_dir / "eval.json") as tmp:
         tmp.write_text(json.dumps(results, indent=2))
     return results
