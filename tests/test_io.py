@@ -171,3 +171,26 @@ def test_checkpoint_permissions_follow_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "c.safetensors").stat().st_mode & 0o777 == 0o644
     assert json.loads(json.dumps({"ok": 1}))
+
+
+def test_folder_readers_skip_what_is_not_an_image_file(tmp_path):
+    # ti train/score and ddim invert/mse list folders with image_files: a macOS `._` fork (undecodable)
+    # and a sub-folder named like an image must not reach the decoder
+    from PIL import Image
+
+    from difflab.ddim.mse import compare_dirs
+    from difflab.ddim.run import load_image_dir
+    from difflab.personalize.prompts import Concept
+    from difflab.personalize.score import reference_images
+    from difflab.personalize.train import load_concept_images
+
+    for name in ("cat", "gt"):
+        folder = tmp_path / name
+        folder.mkdir()
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / "x.png")
+        (folder / "._x.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
+        (folder / "y.jpg").mkdir()
+    assert len(load_concept_images(tmp_path / "cat", 8)) == 1
+    assert len(reference_images(tmp_path, Concept("cat", "cat", "<cat>", [], [], []))) == 1
+    assert load_image_dir(tmp_path / "cat", None)[0] == ["x"]
+    assert [row[0] for row in compare_dirs(tmp_path / "cat", tmp_path / "gt")] == ["x"]

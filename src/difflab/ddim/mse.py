@@ -8,19 +8,17 @@ import numpy as np
 
 from difflab.ddim.noise import natural_key
 from difflab.errors import DifflabError
-from difflab.io import IMAGE_SUFFIXES as SUFFIXES
-from difflab.io import load_image
+from difflab.io import image_files, load_image
 
 
 def _images(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise DifflabError(f"{folder}: folder not found")
     found: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in SUFFIXES:
-            if p.stem in found:
-                raise DifflabError(f"{folder}: two images named {p.stem} ({found[p.stem].name}, {p.name})")
-            found[p.stem] = p
+    for p in image_files(folder):
+        if p.stem in found:
+            raise DifflabError(f"{folder}: two images named {p.stem} ({found[p.stem].name}, {p.name})")
+        found[p.stem] = p
     if not found:
         raise DifflabError(f"{folder}: no images in this folder")
     return found

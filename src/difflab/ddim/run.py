@@ -22,7 +22,7 @@ from difflab.ddim.config import DDIMConfig
 from difflab.ddim.noise import load_noise_dir, make_noise, natural_key, save_noise, stem_names
 from difflab.device import stream_generator
 from difflab.errors import DifflabError
-from difflab.io import IMAGE_SUFFIXES, load_image, save_png, staged_output_dir, to_uint8
+from difflab.io import IMAGE_SUFFIXES, image_files, load_image, save_png, staged_output_dir, to_uint8
 from difflab.models.loaders import EpsModel
 from difflab.sampling import DDIMSampler
 from difflab.solvers import DPMSolverPP2M, UniPC
@@ -126,8 +126,7 @@ def load_image_dir(folder, shape: tuple[int, int, int] | None) -> tuple[list[str
     folder = Path(folder)
     if not folder.is_dir():
         raise DifflabError(f"{folder}: image folder not found")
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                   key=lambda p: natural_key(p.stem))
+    files = sorted(image_files(folder), key=lambda p: natural_key(p.stem))  # img2 before img10
     if not files:
         raise DifflabError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     mode = "L" if shape is not None and shape[0] == 1 else "RGB"

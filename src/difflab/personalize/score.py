@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 
 from difflab.errors import DifflabError
-from difflab.io import IMAGE_SUFFIXES as IMAGE_EXTS
-from difflab.io import atomic_path, open_image
+from difflab.io import atomic_path, image_files, open_image
 from difflab.personalize.prompts import Concept, image_path, load_prompts
 
 TEXT_WEIGHT = 2.5
@@ -44,7 +43,7 @@ def reference_images(concepts_dir, concept: Concept) -> list:
         folder = root / concept.src_image
     if not folder.is_dir():
         raise DifflabError(f"{root / concept.key}: concept folder not found")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    paths = image_files(folder)
     if not paths:
         raise DifflabError(f"{folder}: concept folder has no images")
     return [open_image(p) for p in paths]

@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from difflab.errors import DifflabError
-from difflab.io import IMAGE_SUFFIXES as IMAGE_EXTS
-from difflab.io import atomic_path, load_checkpoint, save_checkpoint
+from difflab.io import IMAGE_SUFFIXES, atomic_path, image_files, load_checkpoint, save_checkpoint
 from difflab.personalize import embeddings as E
 from difflab.personalize.config import TrainConfig
 from difflab.personalize.templates import TEMPLATES
@@ -45,9 +44,9 @@ def load_concept_images(folder, resolution: int) -> list[np.ndarray]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DifflabError(f"{folder}: concept image folder not found")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    paths = image_files(folder)
     if not paths:
-        raise DifflabError(f"{folder}: no images (.png/.jpg/.jpeg/.webp/.bmp) in the concept folder")
+        raise DifflabError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in the concept folder")
     out = []
     for p in paths:
         a = load_image(p)
