@@ -40,11 +40,16 @@ def _distill(args):
           f"student training {r.wall_s['student_s']:.0f} s in this run)")
 
 
-def _generate_config(args):
-    """The GenerateConfig of the flags; it checks itself when built, before any model loads."""
+def _generate_config(args, command: str | None = None):
+    """The GenerateConfig of the flags; it checks itself when built, before any model loads. The commands
+    other than `digits generate` (named by `command`) draw the shipped domains only: --concept refused."""
     from difflab.digits.generate import GenerateConfig
 
-    return config_from_args(GenerateConfig, args)
+    cfg = config_from_args(GenerateConfig, args)
+    if cfg.concepts and command:
+        raise DifflabError(f"--concept: `difflab {command}` draws the shipped domains and digits only; use "
+                           "`difflab digits generate OUT --concept CONCEPT_DIR`")
+    return cfg
 
 
 def _load_model(cfg):
@@ -61,17 +66,32 @@ def _load_model(cfg):
     return model, schedule
 
 
-def _generate(args):
+def _generate(args, command: str | None = None):
     from difflab.digits.generate import generate, resolve
 
-    cfg = _generate_config(args)
+    cfg = _generate_config(args, command)
+    if cfg.concepts:  # a broken concept folder is refused before the model loads
+        from difflab.digits.concepts import load_concepts
+
+        load_concepts(cfg.concepts)
     model, schedule = _load_model(cfg)
     cfg = resolve(cfg, model)
     t = generate(args.out_dir, model, schedule, cfg, overwrite=args.overwrite)
-    print(f"wrote {t['images']} images to {args.out_dir}/{{mnistm,svhn}}/ and grids "
-          f"{args.out_dir}/{{mnistm,svhn}}_grid.png in {t['total_s']:.1f} s "
+    where = (f"{args.out_dir}/ (concepts: {', '.join(cfg.concepts)})" if cfg.concepts else
+             f"{args.out_dir}/{{mnistm,svhn}}/ and grids {args.out_dir}/{{mnistm,svhn}}_grid.png")
+    print(f"wrote {t['images']} images to {where} in {t['total_s']:.1f} s "
           f"(network {t['network_s']:.1f} s, other {t['other_s']:.1f} s; {cfg.model} model, {cfg.sampler} "
           f"{cfg.steps} steps, guidance {cfg.guidance:g})")
+
+
+def _personalize(args):
+    from difflab.digits.personalize import PersonalizeConfig, personalize
+
+    r = personalize(config_from_args(PersonalizeConfig, args))
+    acc = r.meta.get("retained_acc")
+    kept = f"; retained accuracy MNIST-M {acc['mnistm']:.3f}, SVHN {acc['svhn']:.3f}" if acc else ""
+    print(f"concept {r.meta['name']!r} ({r.meta['kind']}, {r.meta['method']}, {r.meta['steps']} steps in "
+          f"{r.meta['wall_s']:.0f} s){kept} -> {r.path}")
 
 
 def _classifiers(args) -> dict:
@@ -91,7 +111,7 @@ def _eval(args):
 
 
 def _demo(args):
-    _generate(args)
+    _generate(args, "demo")
     _evaluate(args.out_dir, {"mnistm": None, "svhn": None}, None, args.device)
     print(f"outputs: {args.out_dir}/mnistm/, {args.out_dir}/svhn/, grids "
           f"{args.out_dir}/mnistm_grid.png and {args.out_dir}/svhn_grid.png, metrics {args.out_dir}/eval.json")
@@ -103,7 +123,7 @@ def _reverse(args):
     from difflab.viz import save_image
 
     out = check_output_png(args.out_png, args.overwrite)
-    cfg = _generate_config(args)
+    cfg = _generate_config(args, "digits reverse")
     check_digit("digit", args.digit)
     model, schedule = _load_model(cfg)
     domains = ("mnistm", "svhn") if args.domain == "both" else (args.domain,)
@@ -117,7 +137,7 @@ def _sweep(args):
     from difflab.digits.sweep import parse_scales, sweep
 
     scales = parse_scales(args.scales)  # refuse bad scales before loading anything
-    cfg = _generate_config(args)
+    cfg = _generate_config(args, "digits sweep")
     model, schedule = _load_model(cfg)
     rows = sweep(args.out_dir, model, schedule, cfg, scales, _classifiers(args), args.data_root,
                  overwrite=args.overwrite)
@@ -160,7 +180,11 @@ def _add_generate(p, what: str, skip=(), defaults=None) -> None:
     from difflab.digits import flags
     from difflab.digits.generate import GenerateConfig
 
-    add_config_args(p, GenerateConfig, flags.GENERATE, skip=skip, defaults=defaults)
+    add_config_args(p, GenerateConfig, flags.GENERATE, skip=(*skip, "concepts"), defaults=defaults)
+    if "concepts" not in skip:  # repeatable, so not through add_config_args (its tuple flags take one list)
+        spec = flags.GENERATE["concepts"]
+        p.add_argument(spec.flag, dest="concepts", action="append", default=[], metavar=spec.metavar,
+                       help=option_help(spec.help, spec.shown))
     p.add_argument("--overwrite", action="store_true", help=f"replace an existing {what}")
 
 
@@ -187,6 +211,15 @@ def _add_training(dsub) -> None:
     p = dsub.add_parser("distill", help="distil the teacher into a few-step guidance-input student (resumable)")
     add_config_args(p, DistillConfig, flags.DISTILL)
     p.set_defaults(func=_distill)
+
+    from difflab.digits.personalize import PersonalizeConfig
+
+    p = dsub.add_parser("personalize", help="teach the digit model a new style or symbol from a few images "
+                                            "(textual inversion, LoRA or fine-tuning)",
+                        description="Writes a concept folder for `difflab digits generate OUT --concept "
+                                    "CONCEPT_DIR` (docs/personalize-digits.md).")
+    add_config_args(p, PersonalizeConfig, flags.PERSONALIZE)
+    p.set_defaults(func=_personalize)
 
 
 def _add_sampling(sub, dsub) -> None:

@@ -30,6 +30,38 @@ GENERATE = {
                               type=parse_guidance_interval, metavar="LO,HI", shown="every timestep"),
     "karras": "Karras sigmas (dpmpp-2m, unipc)",
     "device": DEVICE_HELP,
+    # `--concept` repeats (argparse's append: digits/cli.py adds it by hand with this sentence)
+    "concepts": Flag("a concept folder from `digits personalize`; repeat it for a style and a symbol together. "
+                     "With --concept only the concepts' images are written: OUT/STYLE/{d}_NNN.png and "
+                     "OUT/STYLE_grid.png, OUT/{mnistm,svhn}/SYMBOL_NNN.png, or OUT/STYLE/SYMBOL_NNN.png",
+                     flag="--concept", metavar="CONCEPT_DIR", shown="none: the shipped domains and digits"),
+}
+
+# difflab.digits.personalize.PersonalizeConfig: `digits personalize`
+PERSONALIZE = {
+    "images_dir": Flag("folder of the new concept's images, any size, RGB or grayscale (--as domain: named "
+                       "{d}_*.png, the digit first)", positional=True, metavar="IMAGES_DIR"),
+    "kind": Flag("what the images teach: a new style of the ten digits, or a new symbol", flag="--as",
+                 choices=("domain", "digit")),
+    "name": "the concept's name: its folder or file-name prefix in `digits generate --concept` "
+            "(not mnistm, svhn or a digit)",
+    "out_dir": Flag("the concept folder to write (concept.json and the weights)", flag="--out", metavar="CONCEPT_DIR"),
+    "method": Flag("ti: the new embedding row only (base weights untouched); lora: low-rank adapters (peft) + "
+                   "the row; finetune: all weights + the row", choices=("ti", "lora", "finetune")),
+    "domain": Flag("--as digit: the known domain the symbol is drawn in", choices=DOMAINS, shown="none"),
+    "steps": "optimisation steps",
+    "lr": Flag("peak AdamW learning rate (warm-up, then cosine decay)", shown="ti 5e-3, lora 1e-3, finetune 2e-5"),
+    "rank": "LoRA rank (--method lora)",
+    "batch_size": "images per step",
+    "prior_weight": Flag("share of each batch drawn from the old domains' offline data, against forgetting them "
+                         "(lora, finetune; DreamBooth's prior preservation)", shown="lora and finetune 0.25, ti 0"),
+    "seed": "random seed: the same seed, images and settings give the same concept",
+    "model": "the base model: 'teacher' or a teacher .safetensors (a concept made on the shipped teacher also "
+             "applies to the shipped student)",
+    "eval_per_digit": "images per digit and old domain generated to measure retained accuracy (0: skip)",
+    "bf16": Flag("train in float32 (default: bf16 autocast)", flag="--no-bf16"),
+    "device": DEVICE_HELP,
+    "overwrite": "replace an existing concept folder",
 }
 
 # what the teacher's and the student's training share

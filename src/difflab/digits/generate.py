@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from difflab.checks import check_count, check_guidance, check_number, check_seed
+from difflab.checks import check_count, check_eta, check_guidance, check_seed
 from difflab.data import DOMAINS
 from difflab.device import autocast, check_device, cpu_generator, move, randn, resolve_device, stream_generator, sync
 from difflab.errors import DifflabError
@@ -48,6 +48,9 @@ class GenerateConfig:
     guidance_interval: tuple[int, int] | None = None  # teacher: guide only for LO <= t <= HI
     karras: bool = False  # Karras sigmas for dpmpp-2m
     device: str = "auto"  # auto | cpu | cuda | cuda:N (difflab.device.resolve_device)
+    # concept folders from `digits personalize` (at most one style and one symbol): with any, only the
+    # concepts' images are written (see `layout`)
+    concepts: tuple[str, ...] = ()
 
     def __post_init__(self):
         """Checked when built, so the CLI, the API and the report share one check."""
@@ -60,7 +63,7 @@ class GenerateConfig:
             check_count("steps", self.steps)
         if self.sampler is not None and self.sampler not in GENERATE_SAMPLERS:
             raise DifflabError(f"unknown sampler {self.sampler!r} (choose from {', '.join(GENERATE_SAMPLERS)})")
-        check_number("eta", self.eta, 0, 1)
+        check_eta("eta", self.eta)
         if self.eta > 0 and (self.sampler or "ddim") != "ddim":
             raise DifflabError(f"--eta applies to the ddim sampler only, not {self.sampler}")
         check_seed("seed", self.seed)
@@ -68,13 +71,16 @@ class GenerateConfig:
         if self.guide not in ("digit", "both"):
             raise DifflabError(f"unknown guidance target {self.guide!r} (digit or both)")
         check_device(self.device)
+        if isinstance(self.concepts, (str, bytes)) or not all(isinstance(c, str) for c in self.concepts):
+            raise DifflabError(f"--concept: expected a list of concept folders, got {self.concepts!r}")
+        if len(set(self.concepts)) != len(self.concepts):
+            raise DifflabError("--concept: the same concept folder is given twice")
 
 
 def student_info(model) -> dict | None:
     """What a guidance-input student was distilled for ({steps, spacing, guidance_range, guide}), or None
     for a teacher. load_digit_model attaches it from the checkpoint's metadata."""
-    while isinstance(getattr(model, "model", None), torch.nn.Module):  # unwrap TimedModel and friends
-        model = model.model
+    model = _unwrap(model)  # TimedModel and friends
     if not getattr(getattr(model, "config", None), "guidance_input", False):
         return None
     return getattr(model, "student", None) or {"steps": 4, "spacing": "trailing", "guidance_range": [1.0, 5.0],
@@ -103,9 +109,51 @@ def resolve(cfg: GenerateConfig, model) -> GenerateConfig:
     return replace(cfg, steps=steps, sampler=sampler)
 
 
-def layout(cfg: GenerateConfig, domains=DOMAINS) -> list[tuple[str, int, int]]:
-    """Every image as (domain, digit, k) with k from 1, in generation order."""
-    return [(m, d, k) for m in domains for d in range(10) for k in range(1, cfg.per_digit + 1)]
+def _unwrap(model):
+    while isinstance(getattr(model, "model", None), torch.nn.Module):
+        model = model.model
+    return model
+
+
+def concept_rows(model) -> dict[str, dict[str, int]]:
+    """{"domain": {style: index}, "digit": {symbol: index}} of a model with concepts applied
+    (digits/concepts.py apply_concepts); empty dicts for a plain model."""
+    return getattr(_unwrap(model), "concept_rows", None) or {"domain": {}, "digit": {}}
+
+
+def layout(cfg: GenerateConfig, domains=DOMAINS, rows: dict | None = None) -> list[tuple[str, int | str, int]]:
+    """Every image as (domain, digit, k) with k from 1, in generation order; also its file name:
+    OUT/{domain}/{digit}_{k:03d}.png. `rows` (`concept_rows`) swaps in the concepts: a style replaces the
+    domains (all ten digits in it), a symbol replaces the digits (in each domain), both: the symbol in
+    the style. The labels are names; `label_indices` turns them into the model's table rows."""
+    styles, symbols = list((rows or {}).get("domain", {})), list((rows or {}).get("digit", {}))
+    return [(m, d, k) for m in (styles or domains) for d in (symbols or range(10))
+            for k in range(1, cfg.per_digit + 1)]
+
+
+def label_indices(chunk, rows: dict | None, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(digits (B,) long, domains (B,) long) table rows of layout items: shipped names by their position,
+    concept names by `rows`."""
+    rows = rows or {"domain": {}, "digit": {}}
+    digits = [d if isinstance(d, int) else rows["digit"][d] for _, d, _ in chunk]
+    doms = [DOMAINS.index(m) if m in DOMAINS else rows["domain"][m] for m, _, _ in chunk]
+    return torch.tensor(digits, device=device), torch.tensor(doms, device=device)
+
+
+def with_concepts(model, cfg: GenerateConfig):
+    """`model` with `cfg.concepts` applied (a copy; the model is unchanged), or the model itself when it has
+    none or already carries exactly those (digits/concepts.py load_with_concepts)."""
+    if not cfg.concepts:
+        return model
+    have = getattr(_unwrap(model), "concept_dirs", None)
+    if have is None:
+        from difflab.digits.concepts import apply_concepts, load_concepts
+
+        return apply_concepts(model, load_concepts(cfg.concepts))
+    if tuple(have) != tuple(str(c) for c in cfg.concepts):
+        raise DifflabError(f"--concept {', '.join(cfg.concepts)}: the model carries other concepts "
+                           f"({', '.join(have)}); pass the base model")
+    return model
 
 
 def make_sampler(cfg: GenerateConfig, schedule, model=None):
@@ -187,9 +235,13 @@ def sample_chunks(model, schedule, cfg: GenerateConfig, domains=DOMAINS, progres
     and the same values on every device (drawn on the CPU, then moved).
     """
     cfg = resolve(cfg, model)
+    rows = concept_rows(model) if cfg.concepts else None
+    if cfg.concepts and not getattr(_unwrap(model), "concept_dirs", None):
+        raise DifflabError("--concept: apply the concepts to the model first (generate() and "
+                           "digits.concepts.load_with_concepts do)")
     device = resolve_device(cfg.device)
     move(model, device)
-    items = layout(cfg, domains)
+    items = layout(cfg, domains, rows)
     g = cpu_generator(cfg.seed)
     sampler = make_sampler(cfg, schedule, model)
     n_chunks = (len(items) + cfg.batch_size - 1) // cfg.batch_size
@@ -198,8 +250,7 @@ def sample_chunks(model, schedule, cfg: GenerateConfig, domains=DOMAINS, progres
     for c in range(n_chunks):
         chunk = items[c * cfg.batch_size:(c + 1) * cfg.batch_size]
         x_T = randn((len(chunk), 3, 28, 28), g, device)
-        digits = torch.tensor([d for _, d, _ in chunk], device=device)
-        doms = torch.tensor([DOMAINS.index(m) for m, _, _ in chunk], device=device)
+        digits, doms = label_indices(chunk, rows, device)
         eps_fn = make_eps_fn(model, cfg, digits, doms, schedule)
         gc = stream_generator(cfg.seed, c + 1)  # per-step noise (DDPM, eta > 0): CPU too
 
@@ -219,24 +270,33 @@ def sample_chunks(model, schedule, cfg: GenerateConfig, domains=DOMAINS, progres
 
 def generate(out_dir, model, schedule, cfg: GenerateConfig, overwrite: bool = False, progress: bool = True
              ) -> dict:
-    """Write the standard layout; return timings {'total_s', 'network_s', 'other_s', 'images'}."""
+    """Write the standard layout (`layout`: OUT/{domain}/{digit}_{NNN}.png) and a grid OUT/{domain}_grid.png
+    of each domain drawn with the ten digits; return timings {'total_s', 'network_s', 'other_s', 'images'}.
+
+    With `cfg.concepts` (applied here to `model`, a base model, unless it already carries them) only the
+    concepts' images are written: OUT/STYLE/{d}_{NNN}.png + OUT/STYLE_grid.png for a style,
+    OUT/{mnistm,svhn}/SYMBOL_{NNN}.png for a symbol, OUT/STYLE/SYMBOL_{NNN}.png for both."""
     cfg = resolve(cfg, model)
+    model = with_concepts(model, cfg)
+    rows = concept_rows(model) if cfg.concepts else None
+    items = layout(cfg, rows=rows)
     what = "student" if student_info(model) else cfg.sampler
     t0 = time.perf_counter()
     timed = TimedModel(model, cfg.bf16)
     with staged_output_dir(out_dir, overwrite) as stage:
-        tiles: dict[str, list[np.ndarray]] = {m: [] for m in DOMAINS}
+        # a grid's rows are the digits 0-9: none when a symbol replaces them
+        tiles: dict[str, list[np.ndarray]] = {} if rows and rows["digit"] else {m: [] for m, _, _ in items}
         for chunk, x0 in sample_chunks(timed, schedule, cfg, progress=progress):
             pixels = to_uint8(x0)
             for (m, d, k), img in zip(chunk, pixels):
                 save_png(stage / m / f"{d}_{k:03d}.png", img)
-                if k <= 10:
+                if k <= 10 and m in tiles:
                     tiles[m].append(img)
-        for m in DOMAINS:
+        for m in tiles:
             ncols = min(10, cfg.per_digit)
             save_image(grid(tiles[m], ncols, scale=2, row_labels=[str(d) for d in range(10)],
                             title=f"{m}: guidance {cfg.guidance}, {what} {cfg.steps} steps, seed {cfg.seed}"),
                        stage / f"{m}_grid.png")
     total = time.perf_counter() - t0
     return {"total_s": total, "network_s": timed.seconds, "other_s": total - timed.seconds,
-            "images": len(layout(cfg))}
+            "images": len(items)}
