@@ -142,6 +142,23 @@ def test_inplace_keeps_partial_output_but_not_an_empty_folder(tmp_path):
         assert list(d.iterdir()) == []
 
 
+
+def test_inplace_with_run_files_counts_only_those_and_removes_nothing(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "classifier.bin").write_text("other")  # someone else's file in the folder: never a refusal
+    with inplace_output_dir(out, run_files=["ckpt"]) as d:
+        (d / "ckpt").write_text("step 5")
+    with pytest.raises(DifflabError, match=r"already holds a run \(ckpt\); pass --resume latest to continue it, "
+                                           "or --overwrite"):
+        with inplace_output_dir(out, run_files=["ckpt"], resume_flag="--resume latest"):
+            pass
+    for kw in ({"resume": True}, {"overwrite": True}):  # neither empties the folder
+        with inplace_output_dir(out, run_files=["ckpt"], **kw):
+            pass
+    assert sorted(p.name for p in out.iterdir()) == ["ckpt", "classifier.bin"]
+
+
 def test_staged_output_dir_refusals(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(DifflabError, match="not a folder"):

@@ -24,12 +24,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from difflab.errors import DifflabError
-from difflab.outdir import current_umask, inplace_output_dir, output_lock, staged_output_dir
+from difflab.outdir import current_umask, inplace_output_dir, staged_output_dir
 
 __all__ = ["atomic_path", "existing_file", "save_checkpoint", "load_checkpoint", "tensor_digest", "check_finite",
            "check_float_weights", "load_torch_file", "decode_utf8", "read_json", "to_uint8", "save_png", "open_image",
-           "load_image", "IMAGE_SUFFIXES", "is_image_file", "image_files", "staged_output_dir", "inplace_output_dir",
-           "output_lock"]
+           "load_image", "IMAGE_SUFFIXES", "is_image_file", "image_files", "staged_output_dir", "inplace_output_dir"]
 
 DIGEST_KEY = "difflab_sha256"  # safetensors metadata key of the tensor digest (beside "difflab": meta JSON)
 

@@ -11,7 +11,8 @@ Policy for every command that writes a folder OUT (re-exported by `difflab.io`):
   the only copy of the previous output).
 - permissions: folders follow the umask (mkdtemp alone makes them 0700).
 `inplace_output_dir` is the variant for runs whose partial output must survive a crash (training
-checkpoints, `--resume`): locked, but written in place.
+checkpoints, `--resume`): locked, but written in place; with `run_files` it shares OUT with other files
+and only those names count as a previous run's.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from difflab.errors import DifflabError
@@ -189,13 +190,21 @@ def staged_output_dir(out_dir, overwrite: bool) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def inplace_output_dir(out_dir, overwrite: bool = False, resume: bool = False) -> Iterator[Path]:
+def inplace_output_dir(out_dir, overwrite: bool = False, resume: bool = False, run_files: Sequence[str] = (),
+                       resume_flag: str = "--resume") -> Iterator[Path]:
     """Locked, but written in place: for runs whose partial output must survive a crash (checkpoints to
     resume from, images `--resume` keeps). A non-empty OUT is refused unless `resume` (keep it) or
-    `overwrite` (emptied first). A folder this run created and left empty is removed on failure."""
+    `overwrite` (emptied first). A folder this run created and left empty is removed on failure.
+
+    `run_files`: for a folder shared with other files (digits train: scripts/train_release.sh keeps its
+    classifiers beside the run), the names this kind of run writes. Then only those make OUT taken
+    (refused unless `resume` or `overwrite`; the refusal names `resume_flag`) and nothing is ever removed:
+    an overwriting run replaces its files as it writes them."""
     out = Path(out_dir)
     with _claim(out):
-        if not resume and _refuse_non_empty(out, overwrite):
+        if run_files:
+            _refuse_run_files(out, run_files, resume or overwrite, resume_flag)
+        elif not resume and _refuse_non_empty(out, overwrite):
             shutil.rmtree(out)
         created = not out.exists()
         _make_writable_dir(out)
@@ -205,6 +214,13 @@ def inplace_output_dir(out_dir, overwrite: bool = False, resume: bool = False) -
             if created and out.is_dir() and not any(out.iterdir()):
                 out.rmdir()
             raise
+
+
+def _refuse_run_files(out: Path, run_files: Sequence[str], allowed: bool, resume_flag: str) -> None:
+    found = [name for name in run_files if (out / name).exists()]
+    if found and not allowed:
+        raise DifflabError(f"{out}: already holds a run ({', '.join(found)}); pass {resume_flag} to continue "
+                           "it, or --overwrite to start again")
 
 
 def _make_writable_dir(out: Path) -> None:

@@ -43,6 +43,23 @@ def test_cli_latin1_csv(tmp_path, capsys, argv):
     assert not out.exists()
 
 
+
+def test_preview_replaces_only_its_grids_and_is_locked(tmp_path):
+    from difflab.digits.viz_data import preview
+    from difflab.io import inplace_output_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("not the preview's")  # OUT may be a folder in use: its files stay
+    for _ in range(2):  # a second preview replaces the first one's grids
+        paths = preview(out)
+        assert paths == [out / "mnistm_preview.png", out / "svhn_preview.png"]
+        assert sorted(p.name for p in out.iterdir()) == ["mnistm_preview.png", "notes.txt", "svhn_preview.png"]
+    with inplace_output_dir(out, resume=True):  # stands for another run writing the folder
+        with pytest.raises(DifflabError, match="another difflab run"):
+            preview(out)
+
+
 def test_svhn_mat_with_wrong_types(tmp_path):
     from scipy.io import savemat
 

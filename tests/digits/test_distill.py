@@ -17,6 +17,7 @@ from difflab.digits.distill import (
 )
 from difflab.digits.generate import GenerateConfig, generate, resolve, sample_chunks
 from difflab.errors import DifflabError
+from difflab.io import inplace_output_dir
 from difflab.models.digits import DEFAULT_MODEL, STUDENT_MODEL, load_digit_model, model_path, save_digit_model
 from difflab.schedule import NoiseSchedule
 
@@ -174,6 +175,20 @@ def test_starting_noise_streams_chunk_by_chunk_as_one_draw(tiny_unet):
     one_shot = torch.randn((60, 3, 28, 28), generator=torch.Generator().manual_seed(0))
     streamed = torch.cat(seen)
     assert torch.equal(streamed, one_shot)
+
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(distilled):
+    # in place and resumable, but locked: two runs into one folder would overwrite each other's checkpoints
+    cfg, result = distilled
+    before = result.student_path.read_bytes()
+    with inplace_output_dir(cfg.out_dir, resume=True):  # stands for a first run still writing the folder
+        with pytest.raises(DifflabError, match="another difflab run"):
+            distill(cfg, progress=False, log=lambda s: None)
+    assert result.student_path.read_bytes() == before
+    lines = []
+    distill(cfg, progress=False, log=lines.append)  # released: re-running continues where the run stopped
+    assert lines == [f"resumed from {cfg.out_dir}/checkpoint.safetensors at step {cfg.steps}"]
 
 
 def test_model_names(tmp_path):

@@ -136,17 +136,23 @@ def _data(n=16):
 
 
 def test_fresh_run_refuses_another_runs_files(tmp_path):
-    from difflab.digits.train import check_out_dir
+    from difflab.digits.train import RUN_FILES
+    from difflab.outdir import inplace_output_dir
+
+    def claim(**kw):  # train()'s folder policy on rank 0
+        with inplace_output_dir(tmp_path, run_files=RUN_FILES, resume_flag="--resume latest", **kw):
+            pass
 
     (tmp_path / "classifier.safetensors").write_bytes(b"x")  # other files are fine: training never touches them
-    check_out_dir(tmp_path, resume=None)
+    claim()
     (tmp_path / "ema.safetensors").write_bytes(b"x")
-    with pytest.raises(DifflabError, match="already holds a training run.*--resume latest.*--overwrite"):
-        check_out_dir(tmp_path, resume=None)
-    with pytest.raises(DifflabError, match="already holds a training run"):
+    with pytest.raises(DifflabError, match="already holds a run.*--resume latest.*--overwrite"):
+        claim()
+    with pytest.raises(DifflabError, match="already holds a run"):
         train(_cfg(tmp_path, 2), progress=False)
-    check_out_dir(tmp_path, resume="latest")
-    check_out_dir(tmp_path, resume=None, overwrite=True)
+    claim(resume=True)
+    claim(overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier.safetensors", "ema.safetensors"]
 
 
 @pytest.fixture

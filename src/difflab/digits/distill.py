@@ -48,7 +48,7 @@ from difflab.device import (
 )
 from difflab.digits.train import _flatten_optimizer, _unflatten_optimizer
 from difflab.errors import DifflabError
-from difflab.io import load_checkpoint, save_checkpoint
+from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
 from difflab.models.digits import load_digit_model, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet
@@ -419,26 +419,29 @@ def distill(cfg: DistillConfig, progress: bool = True, log=print) -> DistillResu
     Writes OUT/trajectories/, OUT/checkpoint.safetensors and OUT/student.safetensors (the EMA student as a
     digit model whose metadata names its sampler: steps, spacing, guidance range, teacher).
     """
-    out = Path(cfg.out_dir)
     teacher, schedule, tmeta = load_digit_model(cfg.teacher)
     if teacher.config.guidance_input:
         raise DifflabError(f"{cfg.teacher}: is already a distilled student, not a teacher")
-    wall = {}
-    t0 = time.time()
-    folder = make_trajectories(cfg, teacher, schedule, progress)
-    wall["trajectories_s"] = time.time() - t0
-    grid = student_timesteps(schedule, cfg.student_steps)
-    trainer = StudentTrainer(cfg, teacher, schedule, load_trajectories(folder, grid))
-    if trainer.ckpt_path.exists():
-        trainer.resume()
-        log(f"resumed from {trainer.ckpt_path} at step {trainer.step}")
-    t1 = time.time()
-    trainer.fit(progress, log)
-    wall["student_s"] = time.time() - t1
-    student = {"steps": cfg.student_steps, "spacing": "trailing", "guidance_range": [cfg.guidance_min,
-               cfg.guidance_max], "guide": cfg.guide, "teacher": str(cfg.teacher or "shipped"),
-               "x0_steps": x0_output_steps(grid),
-               "teacher_step": tmeta.get("step")}
-    path = out / "student.safetensors"
-    save_digit_model(path, trainer.ema, schedule, {"student": student, "distill": asdict(cfg), "step": trainer.step})
+    # in place, never emptied: re-running continues from the trajectories and checkpoint there; locked so a
+    # second run into the folder is refused instead of mixing its checkpoints with this one's
+    with inplace_output_dir(cfg.out_dir, resume=True) as out:
+        wall = {}
+        t0 = time.time()
+        folder = make_trajectories(cfg, teacher, schedule, progress)
+        wall["trajectories_s"] = time.time() - t0
+        grid = student_timesteps(schedule, cfg.student_steps)
+        trainer = StudentTrainer(cfg, teacher, schedule, load_trajectories(folder, grid))
+        if trainer.ckpt_path.exists():
+            trainer.resume()
+            log(f"resumed from {trainer.ckpt_path} at step {trainer.step}")
+        t1 = time.time()
+        trainer.fit(progress, log)
+        wall["student_s"] = time.time() - t1
+        student = {"steps": cfg.student_steps, "spacing": "trailing", "guidance_range": [cfg.guidance_min,
+                   cfg.guidance_max], "guide": cfg.guide, "teacher": str(cfg.teacher or "shipped"),
+                   "x0_steps": x0_output_steps(grid),
+                   "teacher_step": tmeta.get("step")}
+        path = out / "student.safetensors"
+        save_digit_model(path, trainer.ema, schedule, {"student": student, "distill": asdict(cfg),
+                                                       "step": trainer.step})
     return DistillResult(path, wall)

@@ -42,11 +42,10 @@ from difflab.device import (
     rank_device,
 )
 from difflab.errors import DifflabError
-from difflab.io import load_checkpoint, save_checkpoint
+from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
 from difflab.models.digits import TRAIN_KIND, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet, UNetConfig
-from difflab.outdir import output_lock
 from difflab.schedule import NoiseSchedule
 
 
@@ -96,20 +95,9 @@ class TrainConfig:
         check_device(self.device)
 
 
-# the files a run writes into its --out-dir; an existing one is never replaced without --resume/--overwrite
+# the files a run writes into its --out-dir; an existing one is never replaced without --resume/--overwrite,
+# and other files there are never touched (scripts/train_release.sh keeps its classifiers in the folder)
 RUN_FILES = ("checkpoint.safetensors", "ema.safetensors")
-
-
-def check_out_dir(out_dir, resume: str | None, overwrite: bool = False) -> None:
-    """Refuse to start a fresh run over another run's files. Only the files a run writes count: other
-    files in the folder are never touched (scripts/train_release.sh keeps its classifiers there)."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise DifflabError(f"{out}: exists and is not a folder")
-    found = [name for name in RUN_FILES if (out / name).exists()]
-    if found and not resume and not overwrite:
-        raise DifflabError(f"{out}: already holds a training run ({', '.join(found)}); pass --resume latest to "
-                           "continue it, or --overwrite to start again")
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
@@ -373,17 +361,15 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True, ov
     into it is refused) and writes it; on other nodes the folder need not exist.
     """
     rank, _, _, local_world = dist_env()
-    if rank == 0:
-        check_out_dir(cfg.out_dir, resume, overwrite)
-    # the node's cores are shared by the processes on this node (LOCAL_WORLD_SIZE), not by the whole world
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
-    np.seterr(all="ignore")
-    out = Path(cfg.out_dir)
-    if rank == 0:
-        out.parent.mkdir(parents=True, exist_ok=True)
+    folder = contextlib.nullcontext()
+    if rank == 0:  # in place, not staged: the checkpoints must survive a crash for --resume
+        folder = inplace_output_dir(cfg.out_dir, overwrite, bool(resume), RUN_FILES, "--resume latest")
     trainer = None
     try:
-        with output_lock(out) if rank == 0 else contextlib.nullcontext():
+        with folder:  # a refused folder changes nothing in the process, so the settings come after it
+            # the node's cores are shared by the processes on this node (LOCAL_WORLD_SIZE), not the world
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+            np.seterr(all="ignore")
             trainer = Trainer(cfg)
             if resume:
                 trainer.resume(resume)
