@@ -17,7 +17,7 @@ $(BIN)/python:
 # torch first, pinned, so nothing later pulls a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,sd]"
+	$(BIN)/pip install -q -e ".[dev,sd,lora]"
 	# only for the real CLIP BPE vocabulary file it ships; --no-deps, as it would pull torchvision
 	$(BIN)/pip install -q --no-deps open-clip-torch
 	touch $(STAMP)

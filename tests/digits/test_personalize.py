@@ -1,0 +1,335 @@
+"""`digits personalize` and `digits generate --concept` (issue 12) on a tiny UNet saved as the base model."""
+
+import hashlib
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from difflab.cli import main as cli_main
+from difflab.digits import concepts as cmod
+from difflab.digits import personalize as pmod
+from difflab.digits.concepts import (
+    apply_concepts,
+    base_digest,
+    base_state_dict,
+    extend_tables,
+    load_concept,
+    load_concepts,
+)
+from difflab.digits.personalize import PersonalizeConfig, personalize
+from difflab.errors import DifflabError
+from difflab.io import tensor_digest
+from difflab.models.digits import load_digit_model, save_digit_model
+from difflab.schedule import NoiseSchedule
+
+
+def main(argv):
+    try:
+        return cli_main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def base(tmp_path, tiny_unet):
+    path = tmp_path / "base.safetensors"
+    save_digit_model(path, tiny_unet, NoiseSchedule())
+    return path
+
+
+@pytest.fixture
+def style_dir(tmp_path):
+    """Eight digits (8 and 9 missing) in odd sizes, one grayscale."""
+    folder = tmp_path / "style"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for d in range(8):
+        Image.fromarray(rng.integers(0, 255, (40, 36, 3), dtype=np.uint8)).save(folder / f"{d}_a.png")
+    Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(folder / "3_gray.png")
+    return folder
+
+
+@pytest.fixture
+def symbol_dir(tmp_path):
+    folder = tmp_path / "symbol"
+    folder.mkdir()
+    for i in range(3):
+        pixels = np.random.default_rng(i).integers(0, 255, (28, 28, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"s{i}.png")
+    return folder
+
+
+def make_cfg(images, out, base, **kw):
+    settings = dict(kind="domain", name="wavy", method="ti", steps=4, batch_size=6, model=str(base),
+                    eval_per_digit=1, device="cpu", lr=0.05)
+    settings.update(kw)
+    if settings["method"] != "ti":
+        settings.setdefault("prior_weight", 0.0)  # the recipes' data is tested with a stand-in below
+    return PersonalizeConfig(images_dir=str(images), out_dir=str(out), **settings)
+
+
+def run(images, out, base, **kw):
+    return personalize(make_cfg(images, out, base, **kw), progress=False)
+
+
+def outputs(model, digits, domains, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(digits), 3, 28, 28, generator=g)
+    t = torch.tensor([10, 500, 999, 250, 700, 1][:len(digits)])
+    with torch.no_grad():
+        return model(x, t, torch.tensor(digits), torch.tensor(domains))
+
+
+def test_extended_tables_give_the_base_outputs_for_old_labels(tiny_unet):
+    ext = extend_tables(tiny_unet, new_domains=1, new_digits=1)
+    digits, domains = [0, 5, 10, 9, 10, 3], [0, 1, 2, 2, 0, 1]  # nulls included: CFG's unconditional branch
+    assert torch.equal(outputs(ext, digits, domains), outputs(tiny_unet, digits, domains))
+    assert ext.domain_emb.weight.shape[0] == 4 and ext.digit_emb.weight.shape[0] == 12
+    assert torch.equal(ext.domain_emb.weight[3], tiny_unet.domain_emb.weight[2])  # starts as the null row
+    assert torch.equal(base_state_dict(ext)["digit_emb.weight"], tiny_unet.digit_emb.weight)
+
+
+def test_ti_trains_only_the_new_row(tmp_path, base, style_dir, capsys):
+    before = sha256(base)
+    r = run(style_dir, tmp_path / "c", base)
+    assert "digit(s) 8, 9" in capsys.readouterr().err  # missing digits: one line, not an error
+    assert sorted(p.name for p in r.path.iterdir()) == ["concept.json", "embedding.safetensors"]
+    assert (r.path / "embedding.safetensors").stat().st_size < 4096
+    assert sha256(base) == before
+    model, _, _ = load_digit_model(base)
+    adapted = apply_concepts(model, [load_concept(r.path)])
+    assert tensor_digest(base_state_dict(adapted)) == tensor_digest(model.state_dict()) == r.meta["base_sha256"]
+    row = adapted.domain_emb.weight[3]
+    assert not torch.equal(row, model.domain_emb.weight[2])  # it moved from its start, the null row
+    assert adapted.concept_rows == {"domain": {"wavy": 3}, "digit": {}}
+    m = r.meta
+    assert (m["name"], m["kind"], m["method"], m["steps"], m["seed"], m["rank"]) == ("wavy", "domain", "ti", 4, 0, None)
+    assert m["images"] == {"count": 9, "folder": str(style_dir), "digits": list(range(8)), "missing_digits": [8, 9]}
+    assert m["embedding_dim"] == 64 and m["wall_s"] >= 0 and m["lr"] == 0.05 and m["prior_weight"] == 0
+    assert set(m["retained_acc"]) == {"mnistm", "svhn"} and all(0 <= a <= 1 for a in m["retained_acc"].values())
+
+
+def test_same_seed_same_concept(tmp_path, base, style_dir):
+    rows = [load_concept(run(style_dir, tmp_path / f"c{i}", base, seed=s, eval_per_digit=0).path).row
+            for i, s in enumerate((3, 3, 4))]
+    assert torch.equal(rows[0], rows[1]) and not torch.equal(rows[0], rows[2])
+
+
+def test_lora_adapters_in_peft_format_round_trip(tmp_path, base, symbol_dir):
+    peft = pytest.importorskip("peft")
+    before = sha256(base)
+    cfg = make_cfg(symbol_dir, tmp_path / "c", base, kind="digit", name="star", domain="svhn", method="lora",
+                   rank=2)
+    model, _, meta = load_digit_model(base)
+    g = torch.Generator().manual_seed(0)
+    trained, params = pmod.build_model(model, cfg, g)
+    draw = pmod.make_batches(pmod.read_images(cfg), None, cfg, trained, pmod._drop_rates(meta), g)
+    pmod.fit(trained, params, NoiseSchedule(), draw, cfg, g, progress=False)
+    assert all("lora_" in n or n.endswith("_emb.extra") for n, p in trained.named_parameters() if p.requires_grad)
+    saved = pmod._concept_tensors(trained, cfg)
+    assert saved["lora"] and all(".lora_A." in k or ".lora_B." in k for k in saved["lora"])
+    assert any(v.abs().sum() > 0 for k, v in saved["lora"].items() if "lora_B" in k)  # the adapters trained
+
+    r = run(symbol_dir, tmp_path / "c", base, kind="digit", name="star", domain="svhn", method="lora", rank=2)
+    concept = load_concept(r.path)
+    assert torch.equal(concept.row, saved["row"]) and concept.lora.keys() == saved["lora"].keys()
+    assert all(torch.equal(concept.lora[k], saved["lora"][k]) for k in saved["lora"])  # same seed: same adapters
+    assert r.meta["lora"]["r"] == 2 and r.meta["rank"] == 2 and sha256(base) == before
+    # peft reads them back into a fresh copy: exactly the trained model's outputs
+    fresh = extend_tables(model, new_digits=1)
+    fresh = peft.inject_adapter_in_model(peft.LoraConfig(**cmod.lora_config_kwargs(concept)), fresh)
+    peft.set_peft_model_state_dict(fresh, concept.lora)
+    with torch.no_grad():
+        fresh.digit_emb.extra[0] = concept.row
+    digits, domains = [11, 11, 3, 10], [0, 1, 0, 2]
+    expected = outputs(trained, digits, domains)
+    assert torch.equal(outputs(fresh.eval(), digits, domains), expected)
+    merged = apply_concepts(model, [concept])  # as `digits generate` draws: adapters merged into the weights
+    assert torch.allclose(outputs(merged, digits, domains), expected, atol=1e-5)
+    assert not any("lora" in k for k in merged.state_dict())
+
+
+def test_finetune_concept_with_prior_preservation(tmp_path, base, style_dir, monkeypatch):
+    seen = []
+
+    def fake_prior():  # the recipes' images are slow to synthesise in a test: a stand-in of the same shape
+        seen.append(1)
+        g = torch.Generator().manual_seed(1)
+        return torch.rand(8, 3, 28, 28, generator=g) * 2 - 1, torch.arange(8) % 10, torch.arange(8) % 2
+
+    monkeypatch.setattr(pmod, "prior_data", fake_prior)
+    r = run(style_dir, tmp_path / "c", base, method="finetune", prior_weight=0.5, lr=1e-3)
+    assert seen and r.meta["prior_weight"] == 0.5
+    assert (r.path / "unet.safetensors").is_file()
+    model, _, _ = load_digit_model(base)
+    adapted = apply_concepts(model, [load_concept(r.path)])
+    assert not torch.equal(outputs(adapted, [1, 2], [0, 1]), outputs(model, [1, 2], [0, 1]))  # all weights moved
+
+
+def test_prior_batches_mix_old_domains(base, style_dir):
+    cfg = make_cfg(style_dir, "unused", base, method="finetune", prior_weight=0.5, batch_size=8)
+    model, _, meta = load_digit_model(base)
+    prior = (torch.zeros(4, 3, 28, 28), torch.tensor([1, 2, 3, 4]), torch.tensor([0, 1, 0, 1]))
+    drops = pmod._drop_rates(meta)
+    draw = pmod.make_batches(pmod.read_images(cfg), prior, cfg, extend_tables(model, 1), drops,
+                             torch.Generator().manual_seed(0))
+    seen_new = seen_old = 0
+    for _ in range(20):
+        x0, digits, domains = draw()
+        assert x0.shape == (8, 3, 28, 28)
+        seen_new += int((domains == 3).sum())
+        seen_old += int(((domains == 0) | (domains == 1)).sum())
+    assert 50 <= seen_old <= 80 and 50 <= seen_new <= 80  # half of each batch, less the nulls dropped in
+
+
+def test_concept_of_another_base_is_refused(tmp_path, base, style_dir):
+    r = run(style_dir, tmp_path / "c", base, eval_per_digit=0)
+    torch.manual_seed(7)
+    other = tmp_path / "other.safetensors"
+    model, _, _ = load_digit_model(base)
+    with torch.no_grad():
+        model.conv_in.weight.add_(0.01)
+    save_digit_model(other, model, NoiseSchedule())
+    with pytest.raises(DifflabError, match="made for another base model"):
+        apply_concepts(load_digit_model(other)[0], [load_concept(r.path)])
+    out = tmp_path / "out"
+    code = main(["digits", "generate", str(out), "--model", str(other), "--concept", str(r.path), "--steps", "2"])
+    assert code == 2 and not out.exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty", "no images"),
+    ("missing", "images folder not found"),
+    ("corrupt", "corrupt or unreadable image"),
+    ("no-prefix", "needs the digit as the file name's prefix"),
+    ("name-mnistm", "collides"),
+    ("name-SVHN", "collides"),
+    ("name-3", "collides"),
+    ("name-", "give the concept a name"),
+    ("name-a/b", "use 1-64 letters"),
+    ("rank", "--rank must be at least 1"),
+    ("no-peft", "need the peft package"),
+    ("digit-without-domain", "--as digit needs --domain"),
+    ("ti-prior", "nothing to preserve"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, base, style_dir, monkeypatch, case, message):
+    images, kw = style_dir, {}
+    if case == "empty":
+        images = tmp_path / "empty"
+        images.mkdir()
+        (images / "notes.txt").write_text("not an image")
+    elif case == "missing":
+        images = tmp_path / "nowhere"
+    elif case == "corrupt":
+        (style_dir / "9_bad.png").write_bytes(b"\x89PNG broken")
+    elif case == "no-prefix":
+        (style_dir / "seven.png").write_bytes((style_dir / "7_a.png").read_bytes())
+    elif case.startswith("name-"):
+        kw["name"] = case[len("name-"):]
+    elif case == "rank":
+        kw.update(method="lora", rank=0)
+    elif case == "no-peft":
+        monkeypatch.setitem(sys.modules, "peft", None)  # import peft -> ImportError
+        kw["method"] = "lora"
+    elif case == "digit-without-domain":
+        kw["kind"] = "digit"
+    elif case == "ti-prior":
+        kw["prior_weight"] = 0.5
+    out = tmp_path / "concept"
+    with pytest.raises(DifflabError, match=message) as e:
+        run(images, out, base, **kw)
+    assert len(str(e.value).splitlines()) == 1
+    assert not out.exists()
+
+
+def test_cli_personalize_and_bad_name(tmp_path, base, style_dir, capsys):
+    out = tmp_path / "c"
+    argv = ["digits", "personalize", str(style_dir), "--as", "domain", "--name", "wavy", "--out", str(out),
+            "--model", str(base), "--steps", "2", "--batch-size", "4", "--eval-per-digit", "0", "--device", "cpu"]
+    assert main(argv) == 0
+    assert "concept 'wavy' (domain, ti, 2 steps" in capsys.readouterr().out
+    assert main(argv) == 2 and "not empty" in capsys.readouterr().err  # a second run needs --overwrite
+    bad = argv.copy()
+    bad[bad.index("wavy")] = "svhn"
+    assert main([*bad[:-8], "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "collides" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "d").exists()
+
+
+@pytest.fixture
+def two_concepts(tmp_path, base, style_dir, symbol_dir):
+    style = run(style_dir, tmp_path / "style_c", base, eval_per_digit=0).path
+    symbol = run(symbol_dir, tmp_path / "symbol_c", base, kind="digit", name="star", domain="mnistm",
+                 eval_per_digit=0).path
+    return style, symbol
+
+
+def _files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_generate_concept_layouts(tmp_path, base, two_concepts):
+    style, symbol = two_concepts
+    common = ["--model", str(base), "--per-digit", "2", "--steps", "2"]
+    assert main(["digits", "generate", str(tmp_path / "a"), *common, "--concept", str(style)]) == 0
+    assert _files(tmp_path / "a") == sorted([f"wavy/{d}_{k:03d}.png" for d in range(10) for k in (1, 2)]
+                                            + ["wavy_grid.png"])
+    assert main(["digits", "generate", str(tmp_path / "b"), *common, "--concept", str(symbol)]) == 0
+    assert _files(tmp_path / "b") == [f"{m}/star_{k:03d}.png" for m in ("mnistm", "svhn") for k in (1, 2)]
+    assert main(["digits", "generate", str(tmp_path / "c"), *common, "--concept", str(symbol),
+                 "--concept", str(style)]) == 0
+    assert _files(tmp_path / "c") == ["wavy/star_001.png", "wavy/star_002.png"]
+
+
+def test_generate_without_concepts_is_unchanged_by_them(tmp_path, base, two_concepts, tiny_unet):
+    """A concept applied but not asked for draws the shipped layout exactly as the base model does."""
+    from difflab.digits.generate import GenerateConfig, generate
+
+    cfg = GenerateConfig(per_digit=1, steps=2, device="cpu")
+    generate(tmp_path / "plain", tiny_unet, NoiseSchedule(), cfg, progress=False)
+    adapted = apply_concepts(tiny_unet, load_concepts(two_concepts))
+    generate(tmp_path / "adapted", adapted, NoiseSchedule(), cfg, progress=False)
+    files = _files(tmp_path / "plain")
+    assert files == _files(tmp_path / "adapted") and len(files) == 22
+    assert all(sha256(tmp_path / "plain" / f) == sha256(tmp_path / "adapted" / f) for f in files)
+
+
+def test_concept_combinations_and_other_commands(tmp_path, base, two_concepts, style_dir, capsys):
+    style, symbol = two_concepts
+    other_style = run(style_dir, tmp_path / "other", base, name="dots", eval_per_digit=0).path
+    with pytest.raises(DifflabError, match="at most one domain concept"):
+        load_concepts([style, other_style])
+    for command in (["digits", "reverse", str(tmp_path / "r.png")], ["digits", "sweep", str(tmp_path / "s")],
+                    ["demo", str(tmp_path / "d")]):
+        assert main([*command, "--model", str(base), "--concept", str(style)]) == 2
+        assert "draws the shipped domains and digits only" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in ("r.png", "s", "d"))
+
+
+def test_student_takes_its_teachers_ti_and_lora_concepts(tmp_path, base, two_concepts, style_dir, tiny_unet):
+    from difflab.digits.distill import make_student
+
+    style, _ = two_concepts
+    student_meta = {"steps": 4, "spacing": "trailing", "guidance_range": [1.0, 5.0], "guide": "digit"}
+    student = tmp_path / "student.safetensors"
+    save_digit_model(student, make_student(tiny_unet), NoiseSchedule(),
+                     {"student": {**student_meta, "teacher": str(base)}})
+    out = tmp_path / "out"
+    assert main(["digits", "generate", str(out), "--model", str(student), "--per-digit", "1",
+                 "--concept", str(style)]) == 0
+    assert len(list((out / "wavy").iterdir())) == 10
+    orphan = tmp_path / "orphan.safetensors"
+    save_digit_model(orphan, make_student(tiny_unet), NoiseSchedule(), {"student": student_meta})
+    with pytest.raises(DifflabError, match="does not record its teacher"):
+        apply_concepts(load_digit_model(orphan)[0], [load_concept(style)])
+    ft = run(style_dir, tmp_path / "ft", base, method="finetune", eval_per_digit=0).path
+    with pytest.raises(DifflabError, match="cannot be applied to a student"):
+        apply_concepts(load_digit_model(student)[0], [load_concept(ft)])
+    assert base_digest(load_digit_model(base)[0]) == load_concept(style).meta["base_sha256"]
