@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from difflab.checks import parse_list
 from difflab.device import randn
 from difflab.errors import DifflabError
 from difflab.schedule import NoiseSchedule, make_timesteps
@@ -242,14 +243,14 @@ def check_guidance_interval(interval, num_train_timesteps: int | None = None) ->
 def parse_guidance_interval(text: str, num_train_timesteps: int | None = None) -> tuple[int, int]:
     """"LO,HI" (inclusive timesteps, e.g. "200,800") -> (LO, HI); malformed text, non-integers (1.5, nan),
     negative values, LO > HI or HI >= num_train_timesteps raise a one-line DifflabError."""
-    parts = str(text).split(",")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        interval = tuple(int(p.strip()) for p in parts)  # int() rejects "1.5", "nan", "inf", ""
-    except ValueError:
-        raise DifflabError(f"guidance interval must look like LO,HI (two integer timesteps), got {text!r}") from None
-    return check_guidance_interval(interval, num_train_timesteps)
+    malformed = DifflabError(f"guidance interval must look like LO,HI (two integer timesteps), got {text!r}")
+    try:  # the one comma-list reader; its int() rejects "1.5", "nan", "inf", ""
+        interval = parse_list(str(text), int, "guidance_interval", "200,800")
+    except DifflabError:
+        raise malformed from None  # one message for both ways to miss the LO,HI shape (syntax, count)
+    if len(interval) != 2:
+        raise malformed
+    return check_guidance_interval(tuple(interval), num_train_timesteps)
 
 
 def cfg_eps_fn(model: torch.nn.Module, digits: torch.Tensor, domains: torch.Tensor, guidance: float,

@@ -12,7 +12,7 @@ ETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # rows of `ddim eta-grid`
 PIXEL_MODES = ("clamp", "minmax")
 SAMPLERS = ("ddim", "dpmpp-2m", "unipc")  # `ddim sample --sampler` (difflab.solvers.make_sampler's names)
 FINAL_ALPHAS = ("one", "first")  # alpha_bar after the last step: 1.0, or alpha_bar[0]
-# the schedule the issue names as default (DDPM's), used when neither the user nor the model says
+# DDPM's schedule, the default docs/ddim.md states, used when neither the user nor the model file names one
 DEFAULT_SCHEDULE = {"kind": "linear", "num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 2e-2}
 
 
@@ -95,7 +95,7 @@ class DDIMConfig:
         if not 0 < s["beta_start"] <= s["beta_end"] < 1:
             raise DifflabError(f"betas must satisfy 0 < beta_start <= beta_end < 1, got "
                                f"{s['beta_start']}..{s['beta_end']}")
-        return NoiseSchedule(**s)
+        return NoiseSchedule.from_dict(s)
 
     def sampler(self, schedule, eta: float | None = None):
         """The sampler with these settings: a DDIMSampler (eta overridable, for the eta grid and inversion),

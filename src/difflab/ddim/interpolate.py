@@ -86,7 +86,7 @@ def save_norms_plot(norms: list[tuple[float, float, float]], dim: int, path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from difflab.io import atomic_path
+    from difflab.viz import save_figure
 
     a = [n[0] for n in norms]
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
@@ -96,7 +96,4 @@ def save_norms_plot(norms: list[tuple[float, float, float]], dim: int, path) -> 
     ax.set_xlabel("alpha")
     ax.set_ylabel("||x_T||")
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

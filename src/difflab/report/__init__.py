@@ -10,5 +10,5 @@ Modules:
     ddim.py      eta grid, slerp vs lerp with noise norms, inversion round trip (on the digit model)
     extras.py    CLIP zero-shot and textual-inversion sections (only when their inputs are given)
     html.py      HTML building blocks (escaped), and the relative-link checker
-    cli.py       `difflab report`, plus `difflab digits reverse` and `difflab digits sweep`
+    cli.py       `difflab report` (`digits reverse`/`sweep` are registered by digits/cli.py)
 """
