@@ -13,6 +13,7 @@ The classifiers are evaluation tools, not package assets: they are cached under 
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -160,6 +161,7 @@ def score(model: DigitClassifier, generated: torch.Tensor, labels: torch.Tensor,
             "n_generated": len(labels), "n_real": len(real)}
 
 
+@functools.lru_cache(maxsize=8)  # each method's images are scored against the same real sets: render once
 def real_sets(target: str, n_reference: int, val_size: int = 1000, seed: int = 0
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(held-out real images (M, 28, 28, 3) uint8, their labels, `n_reference` other real images) for the

@@ -61,7 +61,7 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
     from difflab.io import staged_output_dir
     from difflab.models.digits import DEFAULT_MODEL, default_classifier_path, load_classifier, load_digit_model
     from difflab.report import ddim as ddim_sections
-    from difflab.report import digits, extras, fewstep
+    from difflab.report import digits, extras, fewstep, personalize
 
     t_start, c_start = time.perf_counter(), time.process_time()
     cfg = cfg or ReportConfig()
@@ -84,6 +84,7 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
             ("reverse", "The reverse process", digits.reverse),
             ("sweep", "Guidance sweep: correctness vs diversity", digits.sweep),
             ("fewstep", "Few-step sampling: quality vs network evaluations", fewstep.fewstep),
+            ("personalize", "Personalizing the digit model: new styles and a symbol", personalize.personalize),
             ("eta", "DDIM: the eta grid", ddim_sections.eta_grid),
             ("interpolation", "DDIM: slerp vs lerp", ddim_sections.interpolation),
             ("inversion", "DDIM: inversion round trip", ddim_sections.inversion)]
