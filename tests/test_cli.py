@@ -59,6 +59,22 @@ def test_too_big_a_request_is_named_as_such(monkeypatch, capsys, tmp_path, exc):
     assert list(tmp_path.iterdir()) == []  # not a bug: no crash log
 
 
+
+@pytest.mark.parametrize("text, line", [
+    ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB of which 1.03 GiB "
+     "is free.\nIncluding non-PyTorch memory, this process has 78.06 GiB memory in use. Of the allocated memory ...",
+     "GPU 0 ran out of memory (asked for 2.00 GiB more)"),
+    ("", "the GPU ran out of memory")])
+def test_gpu_out_of_memory_is_one_line_with_the_ways_out(monkeypatch, capsys, tmp_path, text, line):
+    import torch
+
+    # constructible on CPU builds too, so the policy is tested without a GPU
+    monkeypatch.setenv("DIFFLAB_LOG_DIR", str(tmp_path))
+    code, err = _run(monkeypatch, capsys, torch.cuda.OutOfMemoryError(text))
+    assert code == 2 and err == f"difflab: error: {line}; try a smaller --batch-size, or --device cpu\n"
+    assert list(tmp_path.iterdir()) == []  # not a bug: no crash log
+
+
 def test_interrupt_and_argparse_exits_are_left_alone(monkeypatch, capsys):
     code, err = _run(monkeypatch, capsys, KeyboardInterrupt())
     assert code == 130 and err == "difflab: interrupted\n"

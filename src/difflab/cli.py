@@ -3,7 +3,7 @@
 Each job package has a `cli.py` with `register(subparsers)`; this module wires them up, runs the chosen
 handler and applies the one error policy (docs/RELIABILITY.md):
 - DifflabError (bad input): one line on stderr, exit 2;
-- a request too big for memory: one line saying so, exit 2;
+- a request too big for memory (the machine's, or the GPU's): one line saying so, exit 2;
 - any other exception is a bug in difflab: one line saying so and where the traceback was logged, exit 1.
 """
 
@@ -26,6 +26,9 @@ JOB_CLIS = ("difflab.digits.cli", "difflab.ddim.cli", "difflab.clip.cli", "diffl
             "difflab.report.cli")
 # torch's CPU allocator reports an impossible allocation as a RuntimeError, not a MemoryError
 ALLOC_FAILED = re.compile(r"can't allocate memory: you tried to allocate (\d+) bytes|not enough memory")
+# torch.cuda.OutOfMemoryError's text: "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total ..."
+GPU_ALLOC = re.compile(r"Tried to allocate ([\d.]+ [KMGT]?i?B)")
+GPU_NAME = re.compile(r"GPU \d+")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,7 +83,21 @@ def write_crash_log(exc: BaseException, argv: list[str]) -> Path | None:
     return None
 
 
+def _gpu_memory_message(exc: BaseException) -> str | None:
+    """torch.cuda.OutOfMemoryError (a RuntimeError whose text runs over several lines) -> one line with the
+    GPU and the size torch asked for, and the two ways out."""
+    torch = sys.modules.get("torch")  # not imported yet: the error cannot be torch's, and importing costs ~1 s
+    if torch is None or not isinstance(exc, torch.cuda.OutOfMemoryError):
+        return None
+    gpu, size = GPU_NAME.search(str(exc)), GPU_ALLOC.search(str(exc))
+    return (f"{gpu[0] if gpu else 'the GPU'} ran out of memory{f' (asked for {size[1]} more)' if size else ''}; "
+            "try a smaller --batch-size, or --device cpu")
+
+
 def _memory_message(exc: BaseException) -> str | None:
+    gpu = _gpu_memory_message(exc)
+    if gpu is not None:
+        return gpu
     if isinstance(exc, MemoryError):
         return "the request is too big for this machine's memory; ask for fewer items or a smaller batch"
     m = ALLOC_FAILED.search(str(exc)) if isinstance(exc, RuntimeError) else None
