@@ -333,3 +333,19 @@ def test_student_takes_its_teachers_ti_and_lora_concepts(tmp_path, base, two_con
     with pytest.raises(DifflabError, match="cannot be applied to a student"):
         apply_concepts(load_digit_model(student)[0], [load_concept(ft)])
     assert base_digest(load_digit_model(base)[0]) == load_concept(style).meta["base_sha256"]
+
+
+def test_load_with_concepts_then_generate(tmp_path, base, two_concepts):
+    from difflab.digits.concepts import load_with_concepts
+    from difflab.digits.generate import GenerateConfig, generate
+
+    style, symbol = two_concepts
+    model, schedule, concepts = load_with_concepts(str(base), [style])
+    assert [c.name for c in concepts] == ["wavy"] and model.concept_rows["domain"] == {"wavy": 3}
+    cfg = GenerateConfig(per_digit=1, steps=2, device="cpu", concepts=[tmp_path / "style_c" / ".." / "style_c"])
+    assert cfg.concepts == (str(tmp_path / "style_c" / ".." / "style_c"),)  # a list of Paths: one form
+    generate(tmp_path / "a", model, schedule, cfg, progress=False)  # the model carries them already: as is
+    assert len(list((tmp_path / "a" / "wavy").iterdir())) == 10
+    with pytest.raises(DifflabError, match="carries other concepts"):
+        generate(tmp_path / "b", model, schedule, GenerateConfig(concepts=[str(symbol)]), progress=False)
+    assert not (tmp_path / "b").exists()

@@ -216,22 +216,24 @@ def load_concepts(paths) -> list[Concept]:
 
 def check_base(model: nn.Module, concept: Concept, digest: str | None = None) -> None:
     """Refuse a concept made for another base model. `model` is a teacher (its weights digest must be the
-    concept's) or a guidance-distilled student whose metadata names a teacher with that digest."""
+    concept's) or a guidance-distilled student whose metadata names a teacher with that digest. `digest`:
+    that digest, when the caller has it already (`model_digest`)."""
     model = unwrap(model)
-    want = concept.meta["base_sha256"]
-    if not model.config.guidance_input:
-        have = digest or base_digest(model)
-        if have != want:
-            raise DifflabError(f"{concept.path}: concept {concept.name!r} was made for another base model "
-                               f"(weights sha256 {want[:12]}..., this model {have[:12]}...)")
-        return
-    if concept.method == "finetune":
+    student = model.config.guidance_input
+    if student and concept.method == "finetune":
         raise DifflabError(f"{concept.path}: a finetune concept holds a fine-tuned teacher; it cannot be applied "
                            "to a student (use --model teacher)")
-    have = student_teacher_digest(model)
+    want, have = concept.meta["base_sha256"], digest or model_digest(model)
     if have != want:
-        raise DifflabError(f"{concept.path}: concept {concept.name!r} was made for another base model than this "
-                           f"student's teacher (weights sha256 {want[:12]}..., the teacher's {have[:12]}...)")
+        whose = "this student's teacher" if student else "this model"
+        raise DifflabError(f"{concept.path}: concept {concept.name!r} was made for another base model (weights "
+                           f"sha256 {want[:12]}..., {whose} {have[:12]}...)")
+
+
+def model_digest(model: nn.Module) -> str:
+    """The digest a concept for `model` must carry: a teacher's own, a student's teacher's."""
+    model = unwrap(model)
+    return student_teacher_digest(model) if model.config.guidance_input else base_digest(model)
 
 
 def student_teacher_digest(student: nn.Module) -> str:
@@ -309,7 +311,11 @@ def apply_concepts(model: nn.Module, concepts: list[Concept]) -> nn.Module:
     model = unwrap(model)
     if getattr(model, "concept_rows", None):
         raise DifflabError("the model already has concepts applied: apply them all at once to the base model")
-    digest = None if model.config.guidance_input else base_digest(model)
+    if model.config.guidance_input:  # finetune-on-student first: that refusal says more than a digest's
+        for c in concepts:
+            if c.method == "finetune":
+                check_base(model, c)
+    digest = model_digest(model) if concepts else None
     for c in concepts:
         check_base(model, c, digest)
         if c.meta["embedding_dim"] != model.digit_emb.weight.shape[1]:
@@ -330,8 +336,13 @@ def apply_concepts(model: nn.Module, concepts: list[Concept]) -> nn.Module:
             for i, c in enumerate(cs):
                 table.extra[i] = c.row
                 rows[kind][c.name] = table.base.num_embeddings + i
-    m.concept_rows, m.concept_dirs = rows, tuple(str(c.path) for c in concepts)
+    m.concept_rows, m.concept_dirs = rows, concept_key(c.path for c in concepts)
     return m.eval()
+
+
+def concept_key(paths) -> tuple[str, ...]:
+    """Concept folders as resolved paths: 'c/' and './c' name the same concept."""
+    return tuple(str(Path(p).resolve()) for p in paths)
 
 
 def _with_extended_keys(model: nn.Module, state: dict) -> dict:

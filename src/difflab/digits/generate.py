@@ -12,6 +12,7 @@ on the CPU, bf16 or fp16 on CUDA by what the card supports). Same seed -> same i
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, replace
 
@@ -54,6 +55,8 @@ class GenerateConfig:
 
     def __post_init__(self):
         """Checked when built, so the CLI, the API and the report share one check."""
+        if isinstance(self.concepts, (list, tuple)) and all(isinstance(c, (str, os.PathLike)) for c in self.concepts):
+            self.concepts = tuple(str(c) for c in self.concepts)  # a list or Paths from the API: one form
         self.check()
 
     def check(self) -> None:
@@ -150,7 +153,9 @@ def with_concepts(model, cfg: GenerateConfig):
         from difflab.digits.concepts import apply_concepts, load_concepts
 
         return apply_concepts(model, load_concepts(cfg.concepts))
-    if tuple(have) != tuple(str(c) for c in cfg.concepts):
+    from difflab.digits.concepts import concept_key
+
+    if tuple(have) != concept_key(cfg.concepts):
         raise DifflabError(f"--concept {', '.join(cfg.concepts)}: the model carries other concepts "
                            f"({', '.join(have)}); pass the base model")
     return model

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -147,7 +148,7 @@ def read_images(cfg: PersonalizeConfig) -> ConceptImages:
             if m is None:
                 raise DifflabError(f"{p}: --as domain needs the digit as the file name's prefix, e.g. 3_a.png")
             digits.append(int(m[1]))
-    images = to_model_range(torch.stack([torch.from_numpy(load_image(p, size=28)) for p in files]).numpy())
+    images = to_model_range(np.stack([load_image(p, size=28) for p in files]))
     missing = sorted(set(range(10)) - set(digits)) if cfg.kind == "domain" else []
     if missing:
         print(f"difflab: {folder}: no images of digit(s) {', '.join(map(str, missing))}; the style is learned "
@@ -267,15 +268,17 @@ def fit(model, params, schedule, draw, cfg: PersonalizeConfig, g: torch.Generato
 
 
 def retained_accuracy(model, schedule, cfg: PersonalizeConfig, progress: bool) -> dict | None:
-    """{mnistm, svhn}: each old domain's shipped classifier on `eval_per_digit` images per digit that
-    `model` (concepts applied) draws at generate's defaults (DDIM 20, w 3), as PNG pixels."""
+    """{mnistm, svhn: accuracy, eval: the sampling settings}: each old domain's shipped classifier on
+    `eval_per_digit` images per digit that `model` (concepts applied) draws at generate's defaults
+    (DDIM 20, w 3), as PNG pixels. None when eval_per_digit is 0."""
     from difflab.digits.classify import accuracy, predict
-    from difflab.digits.generate import GenerateConfig, TimedModel, sample_chunks
+    from difflab.digits.generate import GenerateConfig, TimedModel, resolve, sample_chunks
     from difflab.models.digits import default_classifier_path, load_classifier
 
     if not cfg.eval_per_digit:
         return None
-    gcfg = GenerateConfig(per_digit=cfg.eval_per_digit, seed=cfg.seed, bf16=cfg.bf16, device=cfg.device)
+    gcfg = resolve(GenerateConfig(per_digit=cfg.eval_per_digit, seed=cfg.seed, bf16=cfg.bf16, device=cfg.device),
+                   model)
     images: dict[str, list] = {m: [] for m in DOMAINS}
     labels: dict[str, list] = {m: [] for m in DOMAINS}
     for chunk, x0 in sample_chunks(TimedModel(model, cfg.bf16), schedule, gcfg, progress=progress):
@@ -287,7 +290,8 @@ def retained_accuracy(model, schedule, cfg: PersonalizeConfig, progress: bool) -
     for m in DOMAINS:
         clf, _ = load_classifier(default_classifier_path(m), cfg.device)
         acc[m] = accuracy(predict(clf, torch.stack(images[m]))[0], torch.tensor(labels[m]))
-    return acc
+    return {**acc, "eval": {"per_digit": gcfg.per_digit, "sampler": gcfg.sampler, "steps": gcfg.steps,
+                            "guidance": gcfg.guidance, "seed": gcfg.seed}}
 
 
 def _meta(cfg: PersonalizeConfig, data: ConceptImages, model, digest: str, drops) -> dict:
@@ -344,8 +348,8 @@ def personalize(cfg: PersonalizeConfig, progress: bool = True) -> PersonalizeRes
         t1 = time.perf_counter()
         # measured on the concept as written and as `digits generate` applies it
         adapted = apply_concepts(base, [load_concept(stage)])
-        meta["retained_acc"] = retained_accuracy(adapted, schedule, cfg, progress)
-        meta["retained_eval"] = {"per_digit": cfg.eval_per_digit, "sampler": "ddim", "steps": 20, "guidance": 3.0,
-                                 "seed": cfg.seed, "eval_s": round(time.perf_counter() - t1, 1)}
+        acc = retained_accuracy(adapted, schedule, cfg, progress)
+        meta["retained_acc"] = None if acc is None else {m: acc[m] for m in DOMAINS}
+        meta["retained_eval"] = None if acc is None else {**acc["eval"], "eval_s": round(time.perf_counter() - t1, 1)}
         write_meta(stage, meta)
     return PersonalizeResult(Path(cfg.out_dir), meta)
