@@ -132,17 +132,9 @@ def overhead(batch, steps, rounds):
 
     runs = {"forwards": forwards, "ours_eta0": lambda: ours_loop(0.0), "ours_eta1": lambda: ours_loop(1.0),
             "diffusers_eta0": lambda: diffusers_loop(0.0), "diffusers_eta1": lambda: diffusers_loop(1.0)}
-    times = {k: [] for k in runs}
-    inner = {k: [] for k in runs}  # wall / network time within the same run: robust to background load
     with torch.inference_mode():
         forwards()  # warm-up
-        for r in range(rounds):
-            names = list(runs)
-            for k in names[r % len(names):] + names[:r % len(names)]:  # rotate to spread drifts evenly
-                net_s[0] = 0.0
-                times[k].append(timed(runs[k]))
-                inner[k].append(times[k][-1] / net_s[0])
-            print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+        times, inner = _rounds(runs, rounds, net_s)
         # the scheduler alone: eps from a table, so only the update maths and loop remain
         table = {t: torch.randn(batch, 3, 28, 28) for t in ts}
 
@@ -156,15 +148,33 @@ def overhead(batch, steps, rounds):
                          ("diffusers_eta1", lambda: diffusers_loop(1.0, lookup))):
             fn()
             alone[name] = min(timed(fn) for _ in range(30)) / steps * 1e6
+    return {"batch": batch, "steps": steps, "rounds": rounds, **_ratios(times, inner),
+            "scheduler_only_us_per_step": alone}
+
+
+def _rounds(runs: dict, rounds: int, net_s: list) -> tuple[dict, dict]:
+    """Every run once a round: wall seconds, and wall / network seconds (net_s[0], which the runs' eps_fn
+    adds to) within the same run: robust to background load."""
+    times = {k: [] for k in runs}
+    inner = {k: [] for k in runs}
+    for r in range(rounds):
+        names = list(runs)
+        for k in names[r % len(names):] + names[:r % len(names)]:  # rotate to spread drifts evenly
+            net_s[0] = 0.0
+            times[k].append(timed(runs[k]))
+            inner[k].append(times[k][-1] / net_s[0])
+        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+    return times, inner
+
+
+def _ratios(times: dict, inner: dict) -> dict:
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = {k: statistics.median([a / f for a, f in zip(v, times["forwards"])]) for k, v in times.items()
              if k != "forwards"}
     # other work on the machine only ever adds time: the fastest round of each is the least disturbed
     ratio_min = {k: min(v) / min(times["forwards"]) for k, v in times.items() if k != "forwards"}
-    return {"batch": batch, "steps": steps, "rounds": rounds, "times_s": times, "median_s": med,
-            "ratio_to_forwards_median": ratio, "ratio_of_fastest_runs": ratio_min,
-            "ratio_wall_to_network_in_run_median": {k: statistics.median(v) for k, v in inner.items()},
-            "scheduler_only_us_per_step": alone}
+    return {"times_s": times, "median_s": med, "ratio_to_forwards_median": ratio, "ratio_of_fastest_runs": ratio_min,
+            "ratio_wall_to_network_in_run_median": {k: statistics.median(v) for k, v in inner.items()}}
 
 
 def inversion(model, n, steps, guidance):

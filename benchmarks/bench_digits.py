@@ -92,6 +92,13 @@ def main() -> None:
     out = {"machine": finish_machine(info),
            "malloc": {k: os.environ.get(k) for k in _malloc.MALLOC}, "per_digit": args.per_digit,
            "guidance": args.guidance, "runs": args.runs, "baseline": base, "candidates": rows}
+    _print_table(info, args, rows)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2, default=str))
+    print(f"\nwrote {args.out}")
+
+
+def _print_table(info: dict, args, rows: list[dict]) -> None:
     print(f"\nmachine: {info['cpu']}, {info['cores']} cores; load average {info['load_average_at_start']} at "
           f"start, {info['load_average_at_end']} at end; {20 * args.per_digit} images, guidance {args.guidance:g}")
     head = (f"{'candidate':<28} {'NFE/img':>7} {'time s':>7} {'speed-up':>8} {'acc MNIST-M':>11} {'acc SVHN':>8} "
@@ -104,9 +111,6 @@ def main() -> None:
               f"{r['fd_vs_teacher']['mnistm']:>5.2f}/{r['fd_vs_teacher']['svhn']:.2f}")
     rr = rows[0]["fd_real_vs_real"]
     print(f"Fréchet real vs real (noise level at this sample size): MNIST-M {rr['mnistm']:.3f}, SVHN {rr['svhn']:.3f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2, default=str))
-    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":
