@@ -60,13 +60,14 @@ def target_kind(target: str) -> tuple[str, str]:
 
 def target_data(target: str, split: str, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Real images of a target: (images (N, 28, 28, 3) uint8, labels (N,) int64). A style: `size` images,
-    size // 10 per digit. A symbol: `size` digits of its domain (the offline recipe, data.load_domain) plus
-    size // 10 symbols labelled SYMBOL_CLASS, shuffled with `seed`."""
+    size // 10 per digit. A symbol: digits of its domain (the offline recipe, data.load_domain: about `size`
+    for 'train', its 1000 for 'val') plus a tenth as many symbols labelled SYMBOL_CLASS, shuffled with `seed`."""
     kind, name = target_kind(target)
     if kind == "style":
         return make_style(name, split, max(1, size // 10), seed)
     digits = load_domain(name, split, size=size if split == "train" else None, seed=seed)
-    sym = make_symbol(name, split, max(1, size // 10), seed)
+    # a tenth of the digits actually loaded: load_domain rounds sizes (MNIST-M: whole copies of 4000 digits)
+    sym = make_symbol(name, split, max(1, len(digits) // 10), seed)
     images = np.concatenate([digits.images, sym])
     labels = np.concatenate([digits.labels, np.full(len(sym), SYMBOL_CLASS)]).astype(np.int64)
     order = np.random.default_rng([seed, 11]).permutation(len(labels))
