@@ -229,7 +229,8 @@ def main() -> None:
         runs += rows
         out_targets[t] = {"description": TARGETS[t]["description"], "train_count": 20, "images": str(images),
                           "grid": save_grid(t, rows, images, work, grids)}
-    out = {"command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
+    threads = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
+    out = {"command": " ".join([*threads, shlex.join([os.path.relpath(sys.executable), *sys.argv])]),
            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
            "settings": {"steps": args.steps, "per_digit": args.per_digit, "symbol_count": args.symbol_count,
                         "model": args.model, "quick": args.quick, "classifier": asdict(ccfg),

@@ -37,6 +37,9 @@ def fake_results(folder, grid: bool = True):
     data = {"command": ".venv/bin/python benchmarks/bench_personalize.py", "date": "2026-11-27T13:00:00+00:00",
             "settings": {"sampler_note": "teacher, DDIM 20 steps, guidance 3, seed 0"},
             "machine": {"cpu": "Test CPU", "cores": 2}, "runs": runs,
+            "classifiers": {"lcd": {"val_acc": 1.0},
+                            "symbol-svhn": {"val_acc": 0.99, "val_digit_acc": 0.989, "val_symbol_acc": 1.0}},
+            "baselines": [{"target": "lcd", "source": "svhn", "acc": 0.3, "fd_generated_vs_real": 40.0}],
             "targets": {n: {"description": f"{n}: a test target.", "train_count": 20, "grid": f"personalize/{n}.png"}
                         for n in ("lcd", "A")}}
     path = folder / "personalize.json"
@@ -69,6 +72,10 @@ def test_section_from_results(tmp_path, monkeypatch):
     assert body[1][8] == "300 KB" and body[2][5:7] == ["-", "-"]  # no retained accuracy measured: a dash
     for caption in re.findall(r"<figcaption>(.*?)</figcaption>", section, re.S):
         assert "difflab digits generate" in caption and "bench_personalize.py" in caption
+    text = html.unescape(section)
+    assert "symbol-svhn 0.990 (digits 0.989, symbol 1.000)" in text
+    assert "svhn digits as lcd: accuracy 0.300, Fréchet 40.00" in text
+    assert "A (ti) drawn in mnistm: recognised 0.100, Fréchet 9.00 / 2.00" in text
     nums = ctx.numbers["personalize"]
     assert [r["acc"] for r in nums["runs"]] == [0.9, 0.995, 0.75]
 

@@ -62,6 +62,24 @@ def _row(run: dict) -> list[str]:
             f"{run['concept_bytes'] / 1024:,.0f} KB"]
 
 
+def _context_note(data: dict) -> str:
+    """The numbers that say what the table's numbers are worth: each evaluation classifier's held-out
+    accuracy, the base model's own digits scored as each style (no personalization), the symbol drawn in
+    the domain it was not trained in."""
+    clf = [f"{name} {m['val_acc']:.3f}" + (f" (digits {m['val_digit_acc']:.3f}, symbol {m['val_symbol_acc']:.3f})"
+                                          if "val_symbol_acc" in m else "")
+           for name, m in data.get("classifiers", {}).items()]
+    base = [f"{b['source']} digits as {b['target']}: accuracy {b['acc']:.3f}, Fréchet {b['fd_generated_vs_real']:.2f}"
+            for b in data.get("baselines", [])]
+    other = [f"{r['target']} ({r['method']}) drawn in {k}: recognised {s['acc']:.3f}, Fréchet "
+             f"{s['fd_generated_vs_real']:.2f} / {s['fd_real_vs_real']:.2f}"
+             for r in data["runs"] for k, s in r["scores"].items() if k != r["primary"]]
+    parts = [f"Evaluation classifiers' accuracy on held-out real images: {'; '.join(clf)}." if clf else "",
+             f"Without personalization, the base model's own digits: {'; '.join(base)}." if base else "",
+             f"The symbol in the domain it was not learned in: {'; '.join(other)}." if other else ""]
+    return " ".join(p for p in parts if p)
+
+
 def _read(path: Path) -> dict:
     """The benchmark's JSON, checked for what this section reads; one DifflabError line otherwise."""
     from difflab.io import read_json
@@ -115,6 +133,7 @@ def personalize(ctx: Context) -> str:
         "sizes (the distance's noise floor); ratio = the two. Retained: the shipped classifiers' accuracy on "
         "the old domains drawn by the adapted model (concept.json). Train s: the personalize run's wall time "
         f"on {data['machine']['cpu']} ({data['machine']['cores']} cores), {data['date']}."))
+    parts.append(paragraph(_context_note(data), "note"))
     parts.append(paragraph(f"From {path.name}, made by: {data['command']}", "note"))
     ctx.numbers["personalize"] = {"results": str(path), "date": data["date"],
                                   "runs": [{k: r[k] for k in ("target", "method", "primary", "train_s")}
