@@ -118,6 +118,18 @@ def folder_bytes(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+def base_identical(base_model, concept_dir: Path) -> bool:
+    """Whether the concept, applied as `generate --concept` applies it, leaves every base weight bit-identical
+    (the new table row aside): issue 12's target for ti; lora and finetune change them by design."""
+    import torch
+
+    from difflab.digits.concepts import apply_concepts, base_state_dict, load_concept
+
+    adapted = base_state_dict(apply_concepts(base_model, [load_concept(concept_dir)]))
+    ref = base_model.state_dict()
+    return adapted.keys() == ref.keys() and all(torch.equal(adapted[k], ref[k]) for k in ref)
+
+
 def run_one(target: str, method: str, images: Path, work: Path, args, base, clfs) -> dict:
     """personalize -> generate --concept -> score; one row of the table."""
     spec = TARGETS[target]
@@ -138,7 +150,8 @@ def run_one(target: str, method: str, images: Path, work: Path, args, base, clfs
            "prior_weight": meta.get("prior_weight"), "final_loss": meta.get("final_loss"),
            "train_s": meta["wall_s"], "retained_eval_s": (meta.get("retained_eval") or {}).get("eval_s"),
            "retained_acc": meta.get("retained_acc"), "generate_s": timing["total_s"], "generated": timing["images"],
-           "concept_bytes": sum(sizes.values()), "concept_files": sizes, "scores": scores}
+           "concept_bytes": sum(sizes.values()), "concept_files": sizes, "scores": scores,
+           "base_identical": base_identical(base[0], res.path)}
     s = scores[spec["primary"]]
     print(f"{target:<10} {method:<9} acc {s['acc']:.3f}  FD {s['fd_generated_vs_real']:.2f} "
           f"(real {s['fd_real_vs_real']:.2f})  retained {row['retained_acc']}  train {row['train_s']:.0f} s  "
@@ -187,14 +200,14 @@ def save_grid(target: str, rows: list[dict], images: Path, work: Path, grids: Pa
 
 def print_table(out: dict) -> None:
     head = (f"{'concept':<10} {'method':<9} {'acc':>6} {'FD gen':>7} {'FD real':>7} {'ratio':>6} "
-            f"{'ret MNIST-M':>11} {'ret SVHN':>8} {'train s':>7} {'size KB':>8}")
+            f"{'ret MNIST-M':>11} {'ret SVHN':>8} {'train s':>7} {'size KB':>8} {'base same':>9}")
     print("\n" + head + "\n" + "-" * len(head))
     for r in out["runs"]:
         s, ret = r["scores"][r["primary"]], r["retained_acc"] or {}
         print(f"{r['target']:<10} {r['method']:<9} {s['acc']:>6.3f} {s['fd_generated_vs_real']:>7.2f} "
               f"{s['fd_real_vs_real']:>7.2f} {s['fd_generated_vs_real'] / s['fd_real_vs_real']:>5.1f}x "
               f"{ret.get('mnistm', float('nan')):>11.3f} {ret.get('svhn', float('nan')):>8.3f} "
-              f"{r['train_s']:>7.0f} {r['concept_bytes'] / 1024:>8.0f}")
+              f"{r['train_s']:>7.0f} {r['concept_bytes'] / 1024:>8.0f} {str(r['base_identical']):>9}")
         for folder, s2 in r["scores"].items():
             if folder != r["primary"]:
                 print(f"{'':<10} {'':<9} {s2['acc']:>6.3f} {s2['fd_generated_vs_real']:>7.2f} "

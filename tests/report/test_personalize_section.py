@@ -28,9 +28,10 @@ def fake_results(folder, grid: bool = True):
             Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(folder / "personalize" / f"{name}.png")
     run = {"kind": "domain", "steps": 300, "lr": 0.005, "train_s": 95.4, "concept_bytes": 2048,
            "retained_acc": {"mnistm": 1.0, "svhn": 0.99}}
-    runs = [{**run, "target": "lcd", "method": "ti", "primary": "lcd",
+    runs = [{**run, "target": "lcd", "method": "ti", "primary": "lcd", "base_identical": True,
              "scores": {"lcd": fake_score(180, 200, 3.0, 1.5)}},
             {**run, "target": "lcd", "method": "lora", "primary": "lcd", "concept_bytes": 300 * 1024,
+             "base_identical": False,
              "scores": {"lcd": fake_score(199, 200, 1.8, 1.5)}},
             {**run, "target": "A", "kind": "digit", "method": "ti", "primary": "svhn", "retained_acc": None,
              "scores": {"svhn": fake_score(150, 200, 5.0, 2.0), "mnistm": fake_score(20, 200, 9.0, 2.0)}}]
@@ -70,6 +71,7 @@ def test_section_from_results(tmp_path, monkeypatch):
     assert [r[:2] for r in body] == [["lcd", "ti"], ["lcd", "lora"], ["A", "ti"]]
     assert body[0][2] == "0.900 (180/200)" and body[0][3] == "3.00 / 1.50" and body[0][4] == "2.0x"
     assert body[1][8] == "300 KB" and body[2][5:7] == ["-", "-"]  # no retained accuracy measured: a dash
+    assert [r[9] for r in body] == ["yes", "no", "-"]
     for caption in re.findall(r"<figcaption>(.*?)</figcaption>", section, re.S):
         assert "difflab digits generate" in caption and "bench_personalize.py" in caption
     text = html.unescape(section)

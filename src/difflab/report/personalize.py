@@ -59,7 +59,7 @@ def _row(run: dict) -> list[str]:
             f"{s['fd_generated_vs_real']:.2f} / {s['fd_real_vs_real']:.2f}",
             f"{s['fd_generated_vs_real'] / s['fd_real_vs_real']:.1f}x",
             _cell(ret.get("mnistm")), _cell(ret.get("svhn")), f"{run['train_s']:.0f}",
-            f"{run['concept_bytes'] / 1024:,.0f} KB"]
+            f"{run['concept_bytes'] / 1024:,.0f} KB", {True: "yes", False: "no"}.get(run.get("base_identical"), "-")]
 
 
 def _context_note(data: dict) -> str:
@@ -125,13 +125,15 @@ def personalize(ctx: Context) -> str:
             f"grid is the benchmark's, copied here; remake it with the benchmark:", data["command"]))
     parts.append(table(
         ["concept", "method", "accuracy in the new style / symbol", "Fréchet gen / real-vs-real", "ratio",
-         "retained MNIST-M", "retained SVHN", "train s", "concept size"],
+         "retained MNIST-M", "retained SVHN", "train s", "concept size", "base weights identical"],
         [_row(r) for r in data["runs"]],
         "Accuracy: the classifier of that style (trained on synthesised images of it) on the generated digits; "
         "for the symbol, the share of generated symbols its domain's 11-way classifier recognises. Fréchet: "
         "that classifier's features, generated vs held-out real images, beside two real samples of the same "
         "sizes (the distance's noise floor); ratio = the two. Retained: the shipped classifiers' accuracy on "
-        "the old domains drawn by the adapted model (concept.json). Train s: the personalize run's wall time "
+        "the old domains drawn by the adapted model (concept.json). Base weights identical: every base weight "
+        "of the adapted model, as `generate --concept` builds it, equals the base model's bit for bit (the new "
+        "table row aside). Train s: the personalize run's wall time "
         f"on {data['machine']['cpu']} ({data['machine']['cores']} cores), {data['date']}."))
     parts.append(paragraph(_context_note(data), "note"))
     parts.append(paragraph(f"From {path.name}, made by: {data['command']}", "note"))
