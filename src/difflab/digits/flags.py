@@ -50,7 +50,7 @@ PERSONALIZE = {
                    "the row; finetune: all weights + the row", choices=("ti", "lora", "finetune")),
     "domain": Flag("--as digit: the known domain the symbol is drawn in", choices=DOMAINS, shown="none"),
     "steps": "optimisation steps",
-    "lr": Flag("peak AdamW learning rate (warm-up, then cosine decay)", shown="ti 5e-3, lora 1e-3, finetune 2e-5"),
+    "lr": Flag("peak AdamW learning rate (warm-up, then cosine decay)", shown="ti 3e-2, lora 1e-3, finetune 2e-5"),
     "rank": "LoRA rank (--method lora)",
     "batch_size": "images per step",
     "prior_weight": Flag("share of each batch drawn from the old domains' offline data, against forgetting them "
