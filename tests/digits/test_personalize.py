@@ -349,3 +349,18 @@ def test_load_with_concepts_then_generate(tmp_path, base, two_concepts):
     with pytest.raises(DifflabError, match="carries other concepts"):
         generate(tmp_path / "b", model, schedule, GenerateConfig(concepts=[str(symbol)]), progress=False)
     assert not (tmp_path / "b").exists()
+
+
+def test_two_lora_concepts_add_up(tmp_path, base, style_dir, symbol_dir):
+    pytest.importorskip("peft")
+    style = load_concept(run(style_dir, tmp_path / "s", base, method="lora", eval_per_digit=0).path)
+    symbol = load_concept(run(symbol_dir, tmp_path / "y", base, kind="digit", name="star", domain="svhn",
+                              method="lora", eval_per_digit=0).path)
+    model, _, _ = load_digit_model(base)
+    key = "down.0.0.conv1.weight"
+    w0 = model.state_dict()[key]
+    deltas = [apply_concepts(model, [c]).state_dict()[key] - w0 for c in (style, symbol)]
+    both = apply_concepts(model, [style, symbol])
+    assert all(d.abs().max() > 0 for d in deltas)
+    assert torch.allclose(both.state_dict()[key] - w0, deltas[0] + deltas[1], atol=1e-6)
+    assert both.concept_rows == {"domain": {"wavy": 3}, "digit": {"star": 11}}
