@@ -364,3 +364,42 @@ def test_two_lora_concepts_add_up(tmp_path, base, style_dir, symbol_dir):
     assert all(d.abs().max() > 0 for d in deltas)
     assert torch.allclose(both.state_dict()[key] - w0, deltas[0] + deltas[1], atol=1e-6)
     assert both.concept_rows == {"domain": {"wavy": 3}, "digit": {"star": 11}}
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no-json", "concept file not found"),
+    ("bad-json", "not valid JSON"),
+    ("format", "not a difflab digit concept"),
+    ("kind", "kind must be one of"),
+    ("lora-config", "needs its LoRA config"),
+    ("row-shape", "expected a float tensor 'row'"),
+    ("adapter-shape", "adapters do not fit this model"),
+])
+def test_broken_concept_folder_is_one_line(tmp_path, base, style_dir, capsys, damage, message):
+    import json
+
+    from difflab.io import save_checkpoint
+
+    pytest.importorskip("peft")
+    folder = run(style_dir, tmp_path / "c", base, method="lora", eval_per_digit=0).path
+    capsys.readouterr()  # the missing digits' line
+    meta_path = folder / "concept.json"
+    meta = json.loads(meta_path.read_text())
+    if damage == "no-json":
+        meta_path.unlink()
+    elif damage == "bad-json":
+        meta_path.write_text("{")
+    elif damage in ("format", "kind"):
+        meta_path.write_text(json.dumps({**meta, damage: "other"}))
+    elif damage == "lora-config":
+        meta_path.write_text(json.dumps({**meta, "lora": {"r": 0}}))
+    elif damage == "row-shape":
+        save_checkpoint(folder / "embedding.safetensors", {"row": torch.zeros(5)}, {})
+    elif damage == "adapter-shape":
+        lora = load_concept(folder).lora
+        key = next(k for k in lora if "lora_A" in k)
+        save_checkpoint(folder / "adapter_model.safetensors", {**lora, key: torch.zeros(1, 1)}, {})
+    out = tmp_path / "out"
+    assert main(["digits", "generate", str(out), "--model", str(base), "--concept", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not out.exists()

@@ -175,8 +175,12 @@ def _check_meta(path: Path, meta) -> dict:
         raise DifflabError(f"{where}: {e}") from None
     if not isinstance(meta.get("base_sha256"), str) or not isinstance(meta.get("embedding_dim"), int):
         raise DifflabError(f"{where}: base_sha256 (string) and embedding_dim (integer) are required")
-    if meta["method"] == "lora" and not isinstance(meta.get("lora"), dict):
-        raise DifflabError(f"{where}: a lora concept needs its LoRA config under \"lora\"")
+    if meta["method"] == "lora":
+        lora = meta.get("lora") if isinstance(meta.get("lora"), dict) else {}
+        r, alpha, targets = lora.get("r"), lora.get("lora_alpha"), lora.get("target_modules")
+        if not (isinstance(r, int) and r >= 1 and isinstance(alpha, (int, float)) and isinstance(targets, str)):
+            raise DifflabError(f"{where}: a lora concept needs its LoRA config under \"lora\" (r >= 1, lora_alpha, "
+                               "target_modules)")
     return meta
 
 
@@ -270,7 +274,11 @@ def _merge_loras(model: nn.Module, concepts: list[Concept]) -> nn.Module:
                 model = peft.inject_adapter_in_model(peft.LoraConfig(**lora_config_kwargs(c)), model, adapter_name=name)
             except (TypeError, ValueError) as e:
                 raise DifflabError(f"{c.path / CONCEPT_FILE}: unusable LoRA config ({e})") from None
-        result = peft.set_peft_model_state_dict(model, c.lora, adapter_name=name)
+        try:
+            result = peft.set_peft_model_state_dict(model, c.lora, adapter_name=name)
+        except (RuntimeError, ValueError, KeyError) as e:  # e.g. a tensor of another shape (another rank)
+            raise DifflabError(f"{c.path / LORA_FILE}: adapters do not fit this model ({str(e).splitlines()[0]})"
+                               ) from None
         missing = [k for k in result.missing_keys if f".{name}." in k]
         if result.unexpected_keys or missing:
             bad = (result.unexpected_keys or missing)[0]
@@ -307,7 +315,8 @@ def apply_concepts(model: nn.Module, concepts: list[Concept]) -> nn.Module:
     """A copy of `model` (a base UNet, not changed) with the concepts applied, in eval mode: a finetune
     concept's weights loaded, LoRA adapters merged, and one new table row per concept (styles at
     num_domains + 1, symbols at num_digits + 1). The copy carries `concept_rows` {"domain": {name:
-    index}, "digit": {name: index}} and `concept_dirs` (the folders, as given), read by digits/generate.py."""
+    index}, "digit": {name: index}} and `concept_dirs` (the folders, resolved: `concept_key`), read by
+    digits/generate.py."""
     model = unwrap(model)
     if getattr(model, "concept_rows", None):
         raise DifflabError("the model already has concepts applied: apply them all at once to the base model")
