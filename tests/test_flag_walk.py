@@ -27,6 +27,7 @@ BASE = {
     "digits train": ["--out-dir", "OUT"],
     "digits train-classifier": ["--domain", "mnistm", "--out", "OUT"],
     "digits distill": ["--out-dir", "OUT"],
+    "digits personalize": ["IN", "--as", "domain", "--name", "x", "--out", "OUT"],
     "digits generate": ["OUT"],
     "digits reverse": ["OUT.png"],
     "digits sweep": ["OUT"],
@@ -62,6 +63,8 @@ ALLOWED = {
     ("digits train", "--drop-digit"): {"0"},
     ("digits train", "--drop-domain"): {"0"},
     ("digits train", "--attention-levels"): {"0"},  # attention at the first level
+    ("digits personalize", "--eval-per-digit"): {"0"},  # 0 skips the retained-accuracy check
+    ("digits personalize", "--prior-weight"): {"0"},  # 0: no old-domain images in the batches
     ("digits distill", "--guidance-min"): {"0"},  # the student learns w from 0 (unconditional) up
     ("ddim invert", "--invert-iters"): {"0"},  # the classic first-order inversion
     ("clip zeroshot", "--cases"): {"0"},  # no example cases in the report
