@@ -29,7 +29,7 @@ def fake_results(folder, grid: bool = True):
     run = {"kind": "domain", "steps": 300, "lr": 0.005, "train_s": 95.4, "concept_bytes": 2048,
            "retained_acc": {"mnistm": 1.0, "svhn": 0.99}}
     runs = [{**run, "target": "lcd", "method": "ti", "primary": "lcd", "base_identical": True,
-             "scores": {"lcd": fake_score(180, 200, 3.0, 1.5)}},
+             "scores": {"lcd": fake_score(180, 200, 3.0, 0.018)}},
             {**run, "target": "lcd", "method": "lora", "primary": "lcd", "concept_bytes": 300 * 1024,
              "base_identical": False,
              "scores": {"lcd": fake_score(199, 200, 1.8, 1.5)}},
@@ -69,8 +69,9 @@ def test_section_from_results(tmp_path, monkeypatch):
         assert (ctx.stage / "personalize" / f"{name}.png").is_file()
     body = rows(section)
     assert [r[:2] for r in body] == [["lcd", "ti"], ["lcd", "lora"], ["A", "ti"]]
-    assert body[0][2] == "0.900 (180/200)" and body[0][3] == "3.00 / 1.50" and body[0][4] == "2.0x"
-    assert body[1][8] == "300 KB" and body[2][5:7] == ["-", "-"]  # no retained accuracy measured: a dash
+    assert body[0][2] == "0.900 (180/200)" and body[0][3] == "3.00 / 0.018" and body[0][4] == "166.7x"
+    assert body[0][8] == "2.0 kB" and body[1][8] == "307 kB"
+    assert body[2][5:7] == ["-", "-"]  # no retained accuracy measured: a dash
     assert [r[9] for r in body] == ["yes", "no", "-"]
     for caption in re.findall(r"<figcaption>(.*?)</figcaption>", section, re.S):
         assert "difflab digits generate" in caption and "bench_personalize.py" in caption

@@ -52,14 +52,24 @@ def _cell(x, fmt: str = "{:.3f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
+def _fd(x: float) -> str:
+    """A Fréchet distance: two decimals, three below 1 (the floors of these styles are ~0.02)."""
+    return f"{x:.2f}" if x >= 1 else f"{x:.3f}"
+
+
+def _size(n: int) -> str:
+    """Bytes in decimal units, as docs/RESULTS.md writes them (1.9 kB, 627 kB, 7.6 MB)."""
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB" if n < 1e4 else f"{n / 1e3:.0f} kB"
+
+
 def _row(run: dict) -> list[str]:
     s = run["scores"][run["primary"]]
     ret = run.get("retained_acc") or {}
     return [run["target"], run["method"], f"{s['acc']:.3f} ({s['correct']}/{s['total']})",
-            f"{s['fd_generated_vs_real']:.2f} / {s['fd_real_vs_real']:.2f}",
+            f"{_fd(s['fd_generated_vs_real'])} / {_fd(s['fd_real_vs_real'])}",
             f"{s['fd_generated_vs_real'] / s['fd_real_vs_real']:.1f}x",
             _cell(ret.get("mnistm")), _cell(ret.get("svhn")), f"{run['train_s']:.0f}",
-            f"{run['concept_bytes'] / 1024:,.0f} KB", {True: "yes", False: "no"}.get(run.get("base_identical"), "-")]
+            _size(run["concept_bytes"]), {True: "yes", False: "no"}.get(run.get("base_identical"), "-")]
 
 
 def _context_note(data: dict) -> str:
@@ -69,10 +79,10 @@ def _context_note(data: dict) -> str:
     clf = [f"{name} {m['val_acc']:.3f}" + (f" (digits {m['val_digit_acc']:.3f}, symbol {m['val_symbol_acc']:.3f})"
                                           if "val_symbol_acc" in m else "")
            for name, m in data.get("classifiers", {}).items()]
-    base = [f"{b['source']} digits as {b['target']}: accuracy {b['acc']:.3f}, Fréchet {b['fd_generated_vs_real']:.2f}"
+    base = [f"{b['source']} digits as {b['target']}: accuracy {b['acc']:.3f}, Fréchet {_fd(b['fd_generated_vs_real'])}"
             for b in data.get("baselines", [])]
     other = [f"{r['target']} ({r['method']}) drawn in {k}: recognised {s['acc']:.3f}, Fréchet "
-             f"{s['fd_generated_vs_real']:.2f} / {s['fd_real_vs_real']:.2f}"
+             f"{_fd(s['fd_generated_vs_real'])} / {_fd(s['fd_real_vs_real'])}"
              for r in data["runs"] for k, s in r["scores"].items() if k != r["primary"]]
     parts = [f"Evaluation classifiers' accuracy on held-out real images: {'; '.join(clf)}." if clf else "",
              f"Without personalization, the base model's own digits: {'; '.join(base)}." if base else "",
