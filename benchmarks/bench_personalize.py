@@ -205,7 +205,7 @@ def print_table(out: dict) -> None:
     for r in out["runs"]:
         s, ret = r["scores"][r["primary"]], r["retained_acc"] or {}
         print(f"{r['target']:<10} {r['method']:<9} {s['acc']:>6.3f} {s['fd_generated_vs_real']:>7.2f} "
-              f"{s['fd_real_vs_real']:>7.2f} {s['fd_generated_vs_real'] / s['fd_real_vs_real']:>5.1f}x "
+              f"{s['fd_real_vs_real']:>7.3f} {s['fd_generated_vs_real'] / s['fd_real_vs_real']:>5.1f}x "
               f"{ret.get('mnistm', float('nan')):>11.3f} {ret.get('svhn', float('nan')):>8.3f} "
               f"{r['train_s']:>7.0f} {r['concept_bytes'] / 1024:>8.0f} {str(r['base_identical']):>9}")
         for folder, s2 in r["scores"].items():
