@@ -30,12 +30,12 @@ _malloc.ensure()
 
 import torch  # noqa: E402
 
+from difflab.diffusion.sampling import DDIMSampler, cfg_eps_fn  # noqa: E402
+from difflab.diffusion.schedule import NoiseSchedule  # noqa: E402
 from difflab.io import to_uint8  # noqa: E402
 from difflab.models.digits import DEFAULT_MODEL, load_digit_model  # noqa: E402
 from difflab.models.unet import ConditionalUNet  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
-from difflab.sampling import DDIMSampler, cfg_eps_fn  # noqa: E402
-from difflab.schedule import NoiseSchedule  # noqa: E402
 
 
 def digit_model(path):

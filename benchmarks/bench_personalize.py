@@ -39,11 +39,11 @@ _malloc.ensure()
 
 import numpy as np  # noqa: E402
 
+from difflab.concepts.personalize import PersonalizeConfig, personalize  # noqa: E402
+from difflab.concepts.style_eval import EvalClassifierConfig, eval_classifier, score_folder  # noqa: E402
 from difflab.data.datasets import cache_dir  # noqa: E402
 from difflab.data.styles import SYMBOL, make_style, write_style_set, write_symbol_set  # noqa: E402
 from difflab.digits.generate import GenerateConfig, generate  # noqa: E402
-from difflab.digits.personalize import PersonalizeConfig, personalize  # noqa: E402
-from difflab.digits.style_eval import EvalClassifierConfig, eval_classifier, score_folder  # noqa: E402
 from difflab.io import image_files, load_image  # noqa: E402
 from difflab.models.digits import load_digit_model  # noqa: E402
 from difflab.report.personalize import comparison_grid  # noqa: E402
@@ -123,7 +123,7 @@ def base_identical(base_model, concept_dir: Path) -> bool:
     (the new table row aside): issue 12's target for ti; lora and finetune change them by design."""
     import torch
 
-    from difflab.digits.concepts import apply_concepts, base_state_dict, load_concept
+    from difflab.concepts.concept import apply_concepts, base_state_dict, load_concept
 
     adapted = base_state_dict(apply_concepts(base_model, [load_concept(concept_dir)]))
     ref = base_model.state_dict()

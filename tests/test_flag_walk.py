@@ -75,13 +75,13 @@ ALLOWED = {
     ("report", "--invert-guidance"): {"0"},
 }
 
-# still accepted, in code this work may not touch: DistillConfig (src/difflab/digits/distill.py) has no upper
+# still accepted, in code this work may not touch: DistillConfig (src/difflab/training/distill.py) has no upper
 # bounds on counts, guidance or lr, and lets a negative seed, --min-lr-ratio or --grad-clip through. Strict
 # xfail: once its owner fixes them (with difflab.checks), these fail as XPASS and the entries go
 NOT_YET: set = set()  # flags still accepting bad values (none left)
 
 # where each command's real work starts: replaced by a stub that stops the run (see the docstring)
-WORK = ("difflab.digits.train.train", "difflab.digits.classify.load_domain", "difflab.digits.distill.distill",
+WORK = ("difflab.training.train.train", "difflab.digits.classify.load_domain", "difflab.training.distill.distill",
         "difflab.models.digits.load_digit_model", "difflab.digits.viz_data.load_domain",
         "difflab.models.loaders.load_user_unet", "difflab.models.loaders.load_diffusers_unet",
         "difflab.ddim.noise.save_noise", "difflab.clip.zeroshot.run_zeroshot", "difflab.personalize.train.train",

@@ -67,12 +67,12 @@ def _configs():
     from difflab.clip.config import ZeroShotConfig
     from difflab.ddim.config import DDIMConfig, EtaGridConfig, InterpolateConfig
     from difflab.digits.classify import ClassifierTrainConfig
-    from difflab.digits.distill import DistillConfig
     from difflab.digits.generate import GenerateConfig
     from difflab.digits.sweep import SWEEP_PER_DIGIT
-    from difflab.digits.train import TrainConfig
     from difflab.personalize import config as ti
     from difflab.report.config import ReportConfig
+    from difflab.training.distill import DistillConfig
+    from difflab.training.train import TrainConfig
 
     ti_args = ["--model", "sd", "--embeds", "e"]
     return [  # (argv, config class, the config the defaults must give)

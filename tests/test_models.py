@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 import difflab
 from difflab.device import SEED_STRIDE, stream_generator
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.errors import DifflabError
 from difflab.models.digits import (
     DEFAULT_MODEL,
@@ -26,7 +27,6 @@ from difflab.models.digits import (
 from difflab.models.loaders import load_digits
 from difflab.models.state import load_state_strict, strip_wrapper_prefixes
 from difflab.models.unet import ConditionalUNet, UNetConfig
-from difflab.schedule import NoiseSchedule
 
 SRC = Path(difflab.__file__).parent
 JOBS = ("digits", "ddim", "clip", "personalize", "report")

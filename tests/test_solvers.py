@@ -9,10 +9,10 @@ import itertools
 import pytest
 import torch
 
+from difflab.diffusion.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn, parse_guidance_interval
+from difflab.diffusion.schedule import NoiseSchedule
+from difflab.diffusion.solvers import SAMPLERS, DPMSolverPP2M, UniPC, make_sampler, solver_timesteps
 from difflab.errors import DifflabError
-from difflab.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn, parse_guidance_interval
-from difflab.schedule import NoiseSchedule
-from difflab.solvers import SAMPLERS, DPMSolverPP2M, UniPC, make_sampler, solver_timesteps
 
 diffusers = pytest.importorskip("diffusers")
 # diffusers 0.42 with numpy 2 warns in set_timesteps (np.array of a tensor): not ours

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.models.digits import save_digit_model
 from difflab.models.unet import ConditionalUNet, UNetConfig
-from difflab.schedule import NoiseSchedule
 
 TINY_DIGITS = UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, groups=4)
 

@@ -9,10 +9,10 @@ from PIL import Image
 
 from difflab.cli import main
 from difflab.ddim.noise import make_noise
+from difflab.diffusion.sampling import DDIMSampler, cfg_eps_fn
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.io import to_uint8
 from difflab.models.digits import load_digit_model
-from difflab.sampling import DDIMSampler, cfg_eps_fn
-from difflab.schedule import NoiseSchedule
 
 
 def run(capsys, *argv):

@@ -10,10 +10,10 @@ import itertools
 import pytest
 import torch
 
+from difflab.diffusion.sampling import DDIMSampler
+from difflab.diffusion.schedule import NoiseSchedule, make_timesteps
 from difflab.errors import DifflabError
 from difflab.models.loaders import load_diffusers_unet
-from difflab.sampling import DDIMSampler
-from difflab.schedule import NoiseSchedule, make_timesteps
 
 diffusers = pytest.importorskip("diffusers")
 

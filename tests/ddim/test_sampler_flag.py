@@ -14,11 +14,11 @@ from PIL import Image
 from difflab.cli import main
 from difflab.ddim.config import DDIMConfig
 from difflab.ddim.noise import load_noise_dir
+from difflab.diffusion.sampling import DDIMSampler
+from difflab.diffusion.schedule import NoiseSchedule
+from difflab.diffusion.solvers import DPMSolverPP2M, make_sampler
 from difflab.io import to_uint8
 from difflab.models.loaders import load_user_unet
-from difflab.sampling import DDIMSampler
-from difflab.schedule import NoiseSchedule
-from difflab.solvers import DPMSolverPP2M, make_sampler
 
 NET = """import torch
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from difflab.digits import train as T
 from difflab.models.unet import UNetConfig
+from difflab.training import train as T
 
 TINY = UNetConfig(base_channels=16, channel_mults=(1, 2), num_res_blocks=1)
 

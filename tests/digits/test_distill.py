@@ -5,7 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-from difflab.digits.distill import (
+from difflab.diffusion.schedule import NoiseSchedule
+from difflab.digits.generate import GenerateConfig, generate, resolve, sample_chunks
+from difflab.errors import DifflabError
+from difflab.io import inplace_output_dir
+from difflab.models.digits import DEFAULT_MODEL, STUDENT_MODEL, load_digit_model, model_path, save_digit_model
+from difflab.training.distill import (
     DistillConfig,
     StudentTrainer,
     ddim_coefficients,
@@ -15,11 +20,6 @@ from difflab.digits.distill import (
     student_sampler,
     student_timesteps,
 )
-from difflab.digits.generate import GenerateConfig, generate, resolve, sample_chunks
-from difflab.errors import DifflabError
-from difflab.io import inplace_output_dir
-from difflab.models.digits import DEFAULT_MODEL, STUDENT_MODEL, load_digit_model, model_path, save_digit_model
-from difflab.schedule import NoiseSchedule
 
 TINY_RUN = dict(student_steps=2, teacher_steps=4, trajectories=12, traj_batch=8, steps=4, batch_size=6,
                 ckpt_every=2, warmup_steps=1)
@@ -70,8 +70,8 @@ def test_distilled_target_lands_on_the_teachers_state(distilled):
 
 def test_trajectories_match_the_teachers_ddim_run(distilled, tiny_unet):
     """Chunk 0's states are the teacher's own trailing DDIM run at those timesteps (same noise, same w)."""
-    from difflab.digits.distill import guided_eps
-    from difflab.sampling import DDIMSampler
+    from difflab.diffusion.sampling import DDIMSampler
+    from difflab.training.distill import guided_eps
 
     cfg, _ = distilled
     data = load_trajectories(f"{cfg.out_dir}/trajectories", [999, 499])
@@ -210,7 +210,7 @@ def test_distill_config_validation():
 def test_loss_is_zero_at_the_exact_targets_in_both_output_forms(distilled, tiny_unet):
     """At the x0 step the exact x0 target, elsewhere the exact eps target, give zero loss; the sampler,
     fed through student_output_to_eps, then lands on the teacher's states."""
-    from difflab.digits.distill import jump_coefficients, student_output_to_eps, x0_output_steps
+    from difflab.training.distill import jump_coefficients, student_output_to_eps, x0_output_steps
 
     cfg, _ = distilled
     schedule = NoiseSchedule()

@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 from difflab.data import load_domain
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.digits.classify import ClassifierTrainConfig, predict, train_classifier
 from difflab.digits.evaluate import evaluate, format_results, frechet_distance
 from difflab.digits.generate import GenerateConfig, generate
 from difflab.errors import DifflabError
-from difflab.schedule import NoiseSchedule
 
 
 def _gen(out, model, **kw):

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from difflab.cli import main as cli_main
-from difflab.digits.distill import make_student
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.models.digits import save_digit_model
-from difflab.schedule import NoiseSchedule
+from difflab.training.distill import make_student
 
 STUDENT_META = {"student": {"steps": 4, "spacing": "trailing", "guidance_range": [1.0, 5.0], "guide": "digit"}}
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from difflab import device as D
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.digits.generate import GenerateConfig, sample_chunks
-from difflab.schedule import NoiseSchedule
 
 from .conftest import TINY
 from .test_ddp import assert_same_state, run_ranks
@@ -49,10 +49,10 @@ def test_same_seed_same_images_on_the_card_and_close_to_the_cpu(tiny_unet, kw):
 def test_training_distillation_and_ddim_run_on_the_card(tmp_path, tiny_unet):
     from difflab.ddim.config import DDIMConfig
     from difflab.ddim.run import run_sampler
-    from difflab.digits import distill as Dl
-    from difflab.digits.train import TrainConfig, Trainer
     from difflab.models.digits import save_digit_model
     from difflab.models.loaders import load_digits
+    from difflab.training import distill as Dl
+    from difflab.training.train import TrainConfig, Trainer
 
     g = torch.Generator().manual_seed(0)
     data = (torch.randint(0, 256, (16, 3, 28, 28), generator=g, dtype=torch.uint8),

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.digits.info import checkpoint_info
 from difflab.errors import DifflabError
 from difflab.io import save_checkpoint
 from difflab.models.digits import DEFAULT_MODEL, save_digit_model
-from difflab.schedule import NoiseSchedule
 
 
 def test_shipped_teacher_history():
@@ -48,8 +48,8 @@ def test_training_records_its_run(tmp_path, monkeypatch):
     import torch
 
     from difflab.digits.info import checkpoint_info
-    from difflab.digits.train import TrainConfig, Trainer
     from difflab.models.unet import UNetConfig
+    from difflab.training.train import TrainConfig, Trainer
 
     data = (torch.randint(0, 255, (8, 3, 28, 28), dtype=torch.uint8), torch.arange(8) % 10, torch.arange(8) % 2)
     cfg = TrainConfig(out_dir=str(tmp_path / "run"), steps=2, batch_size=4, ckpt_every=1, warmup_steps=1,

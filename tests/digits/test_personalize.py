@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from difflab.cli import main as cli_main
-from difflab.digits import concepts as cmod
-from difflab.digits import personalize as pmod
-from difflab.digits.concepts import (
+from difflab.concepts import concept as cmod
+from difflab.concepts import personalize as pmod
+from difflab.concepts.concept import (
     apply_concepts,
     base_digest,
     base_state_dict,
@@ -19,11 +19,11 @@ from difflab.digits.concepts import (
     load_concept,
     load_concepts,
 )
-from difflab.digits.personalize import PersonalizeConfig, personalize
+from difflab.concepts.personalize import PersonalizeConfig, personalize
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.errors import DifflabError
 from difflab.io import tensor_digest
 from difflab.models.digits import load_digit_model, save_digit_model
-from difflab.schedule import NoiseSchedule
 
 
 def main(argv):
@@ -314,7 +314,7 @@ def test_concept_combinations_and_other_commands(tmp_path, base, two_concepts, s
 
 
 def test_student_takes_its_teachers_ti_and_lora_concepts(tmp_path, base, two_concepts, style_dir, tiny_unet):
-    from difflab.digits.distill import make_student
+    from difflab.training.distill import make_student
 
     style, _ = two_concepts
     student_meta = {"steps": 4, "spacing": "trailing", "guidance_range": [1.0, 5.0], "guide": "digit"}
@@ -336,7 +336,7 @@ def test_student_takes_its_teachers_ti_and_lora_concepts(tmp_path, base, two_con
 
 
 def test_load_with_concepts_then_generate(tmp_path, base, two_concepts):
-    from difflab.digits.concepts import load_with_concepts
+    from difflab.concepts.concept import load_with_concepts
     from difflab.digits.generate import GenerateConfig, generate
 
     style, symbol = two_concepts

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from difflab.diffusion.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn
+from difflab.diffusion.schedule import NoiseSchedule, make_timesteps
 from difflab.errors import DifflabError
-from difflab.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn
-from difflab.schedule import NoiseSchedule, make_timesteps
 
 
 def test_alphas_cumprod_and_q_sample_statistics():

@@ -1,13 +1,11 @@
-"""Evaluation of personalized styles and the symbol (digits/style_eval.py) on tiny inputs: the classifier
+"""Evaluation of personalized styles and the symbol (concepts/style_eval.py) on tiny inputs: the classifier
 cache, the scores, folder reading. The real classifiers' accuracies are benchmarked, never tested here."""
 
 import numpy as np
 import pytest
 import torch
 
-from difflab.data import to_model_range
-from difflab.data.styles import SYMBOL, make_style, make_symbol, write_images
-from difflab.digits.style_eval import (
+from difflab.concepts.style_eval import (
     SYMBOL_CLASS,
     EvalClassifierConfig,
     classifier_path,
@@ -19,6 +17,8 @@ from difflab.digits.style_eval import (
     target_data,
     target_kind,
 )
+from difflab.data import to_model_range
+from difflab.data.styles import SYMBOL, make_style, make_symbol, write_images
 from difflab.errors import DifflabError
 from difflab.models.classifier import ClassifierConfig, DigitClassifier
 
@@ -35,8 +35,8 @@ def test_target_names():
 
 def test_symbol_target_data(monkeypatch):
     # the symbol's domain digits come from load_domain: a tiny stand-in keeps the test from rendering 60 crops
+    from difflab.concepts import style_eval
     from difflab.data.datasets import DigitSet
-    from difflab.digits import style_eval
 
     fake = DigitSet(np.zeros((60, 28, 28, 3), np.uint8), np.arange(60) % 10)
     monkeypatch.setattr(style_eval, "load_domain", lambda *a, **k: fake)

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from difflab.cli import main
-from difflab.digits.train import TrainConfig, Trainer, drop_conditions, train
 from difflab.errors import DifflabError
 from difflab.io import load_checkpoint
 from difflab.models.digits import load_digit_model
+from difflab.training.train import TrainConfig, Trainer, drop_conditions, train
 
 from .conftest import TINY
 
@@ -136,8 +136,8 @@ def _data(n=16):
 
 
 def test_fresh_run_refuses_another_runs_files(tmp_path):
-    from difflab.digits.train import RUN_FILES
     from difflab.outdir import inplace_output_dir
+    from difflab.training.train import RUN_FILES
 
     def claim(**kw):  # train()'s folder policy on rank 0
         with inplace_output_dir(tmp_path, run_files=RUN_FILES, resume_flag="--resume latest", **kw):

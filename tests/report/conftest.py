@@ -28,9 +28,9 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """(path, model, schedule) of a tiny random digit model saved in our checkpoint format."""
+    from difflab.diffusion.schedule import NoiseSchedule
     from difflab.models.digits import load_digit_model, save_digit_model
     from difflab.models.unet import ConditionalUNet, UNetConfig
-    from difflab.schedule import NoiseSchedule
 
     torch.manual_seed(0)
     net = randomise(ConditionalUNet(UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, groups=4)))
@@ -43,8 +43,8 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_student(tmp_path_factory, tiny_model):
     """Path of a tiny guidance-input student made from the tiny model, with the metadata of a 4-step student."""
-    from difflab.digits.distill import make_student
     from difflab.models.digits import save_digit_model
+    from difflab.training.distill import make_student
 
     _, teacher, schedule = tiny_model
     torch.manual_seed(1)

@@ -49,7 +49,7 @@ def table_rows(section: str) -> list[list[str]]:
 
 def interval_nfe(schedule, lo: int = 81, hi: int = 578) -> int:
     """Counted from the solver's own timesteps, not from the report: 2 rows per guided step, 1 otherwise."""
-    from difflab.solvers import make_sampler
+    from difflab.diffusion.solvers import make_sampler
 
     return sum(2 if lo <= t <= hi else 1 for t in make_sampler("dpmpp-2m", schedule, 10).timesteps.tolist())
 

@@ -4,10 +4,10 @@ import torch
 from PIL import Image
 
 from difflab.cli import main
+from difflab.diffusion.sampling import DDIMSampler
 from difflab.digits.generate import GenerateConfig, generate
 from difflab.digits.reverse import Trajectory, parse_timesteps, reverse_figure, trajectories
 from difflab.errors import DifflabError
-from difflab.sampling import DDIMSampler
 
 
 @pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 0.5), ("ddpm", 0.0)])

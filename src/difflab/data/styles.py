@@ -30,7 +30,7 @@ STYLES = ("lcd", "blueprint")
 SYMBOL = "A"
 SYMBOL_DOMAINS = ("svhn", "mnistm")
 SPLITS = ("train", "val")
-RECIPE_VERSION = 1  # bump when a recipe changes: cached classifiers (digits/style_eval.py) key on it
+RECIPE_VERSION = 1  # bump when a recipe changes: cached classifiers (concepts/style_eval.py) key on it
 CANVAS = 64  # the LCD is drawn at 64 px and downsampled: anti-aliased edges, like a photographed display
 
 # --- "lcd": seven segments -------------------------------------------------------------------------------

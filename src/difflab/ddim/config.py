@@ -10,7 +10,7 @@ from difflab.errors import DifflabError
 ETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # rows of `ddim eta-grid`
 
 PIXEL_MODES = ("clamp", "minmax")
-SAMPLERS = ("ddim", "dpmpp-2m", "unipc")  # `ddim sample --sampler` (difflab.solvers.make_sampler's names)
+SAMPLERS = ("ddim", "dpmpp-2m", "unipc")  # `ddim sample --sampler` (difflab.diffusion.solvers.make_sampler's names)
 FINAL_ALPHAS = ("one", "first")  # alpha_bar after the last step: 1.0, or alpha_bar[0]
 # DDPM's schedule, the default docs/ddim.md states, used when neither the user nor the model file names one
 DEFAULT_SCHEDULE = {"kind": "linear", "num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 2e-2}
@@ -83,7 +83,7 @@ class DDIMConfig:
 
     def schedule(self, model_schedule: dict | None = None):
         """The NoiseSchedule: each field from the user if set, else from the model file, else the default."""
-        from difflab.schedule import NoiseSchedule
+        from difflab.diffusion.schedule import NoiseSchedule
 
         s = {**DEFAULT_SCHEDULE, **(model_schedule or {})}
         for key, value in (("kind", self.beta_schedule), ("beta_start", self.beta_start),
@@ -99,16 +99,16 @@ class DDIMConfig:
 
     def sampler(self, schedule, eta: float | None = None):
         """The sampler with these settings: a DDIMSampler (eta overridable, for the eta grid and inversion),
-        or for --sampler dpmpp-2m/unipc a difflab.solvers DPMSolverPP2M/UniPC."""
+        or for --sampler dpmpp-2m/unipc a difflab.diffusion.solvers DPMSolverPP2M/UniPC."""
         self.check()
         if self.sampler_name != "ddim":
-            from difflab.solvers import make_sampler
+            from difflab.diffusion.solvers import make_sampler
 
             if eta:
                 raise DifflabError(f"eta applies to the ddim sampler only, not {self.sampler_name} (got {eta:g})")
             return make_sampler(self.sampler_name, schedule, self.steps, spacing=self.spacing, clip_x0=self.clip_x0,
                                 karras=self.karras)
-        from difflab.sampling import DDIMSampler
+        from difflab.diffusion.sampling import DDIMSampler
 
         eta = self.eta if eta is None else eta
         check_eta("eta", eta)

@@ -21,11 +21,11 @@ from tqdm import tqdm
 from difflab.ddim.config import DDIMConfig
 from difflab.ddim.noise import load_noise_dir, make_noise, natural_key, save_noise, stem_names
 from difflab.device import stream_generator
+from difflab.diffusion.sampling import DDIMSampler
+from difflab.diffusion.solvers import DPMSolverPP2M, UniPC
 from difflab.errors import DifflabError
 from difflab.io import IMAGE_SUFFIXES, image_files, load_image, save_png, staged_output_dir, to_uint8
 from difflab.models.loaders import EpsModel
-from difflab.sampling import DDIMSampler
-from difflab.solvers import DPMSolverPP2M, UniPC
 
 
 class PerImageNoise(Sequence):

@@ -15,8 +15,8 @@ SHIPPED_CLASSIFIER = "the shipped one"
 
 
 def _train(args):
-    from difflab.digits.train import TrainConfig, train
     from difflab.models.unet import UNetConfig
+    from difflab.training.train import TrainConfig, train
 
     cfg = config_from_args(TrainConfig, args, unet=config_from_args(UNetConfig, args))
     trainer = train(cfg, resume=args.resume, overwrite=args.overwrite)
@@ -33,7 +33,7 @@ def _train_classifier(args):
 
 
 def _distill(args):
-    from difflab.digits.distill import DistillConfig, distill
+    from difflab.training.distill import DistillConfig, distill
 
     r = distill(config_from_args(DistillConfig, args))
     print(f"student: {r.student_path} (teacher trajectories {r.wall_s['trajectories_s']:.0f} s, "
@@ -71,7 +71,7 @@ def _generate(args, command: str | None = None):
 
     cfg = _generate_config(args, command)
     if cfg.concepts:  # a broken concept folder is refused before the model loads
-        from difflab.digits.concepts import load_concepts
+        from difflab.concepts.concept import load_concepts
 
         load_concepts(cfg.concepts)
     model, schedule = _load_model(cfg)
@@ -85,7 +85,7 @@ def _generate(args, command: str | None = None):
 
 
 def _personalize(args):
-    from difflab.digits.personalize import PersonalizeConfig, personalize
+    from difflab.concepts.personalize import PersonalizeConfig, personalize
 
     r = personalize(config_from_args(PersonalizeConfig, args))
     acc = r.meta.get("retained_acc")
@@ -191,9 +191,9 @@ def _add_generate(p, what: str, skip=(), defaults=None) -> None:
 def _add_training(dsub) -> None:
     from difflab.digits import flags
     from difflab.digits.classify import ClassifierTrainConfig
-    from difflab.digits.distill import DistillConfig
-    from difflab.digits.train import TrainConfig
     from difflab.models.unet import UNetConfig
+    from difflab.training.distill import DistillConfig
+    from difflab.training.train import TrainConfig
 
     p = dsub.add_parser("train", help="train the conditional DDPM (torchrun-capable)")
     add_config_args(p, TrainConfig, flags.TRAIN, skip=flags.TRAIN_SKIP)
@@ -212,7 +212,7 @@ def _add_training(dsub) -> None:
     add_config_args(p, DistillConfig, flags.DISTILL)
     p.set_defaults(func=_distill)
 
-    from difflab.digits.personalize import PersonalizeConfig
+    from difflab.concepts.personalize import PersonalizeConfig
 
     p = dsub.add_parser("personalize", help="teach the digit model a new style or symbol from a few images "
                                             "(textual inversion, LoRA or fine-tuning)",

@@ -9,8 +9,8 @@ from __future__ import annotations
 from difflab.config_args import Flag
 from difflab.data import DOMAINS
 from difflab.device import DEVICE_HELP
+from difflab.diffusion.sampling import parse_guidance_interval
 from difflab.digits.generate import GENERATE_SAMPLERS
-from difflab.sampling import parse_guidance_interval
 
 # difflab.digits.generate.GenerateConfig: `digits generate`, `demo`, `digits reverse`, `digits sweep`
 GENERATE = {
@@ -37,7 +37,7 @@ GENERATE = {
                      flag="--concept", metavar="CONCEPT_DIR", shown="none: the shipped domains and digits"),
 }
 
-# difflab.digits.personalize.PersonalizeConfig: `digits personalize`
+# difflab.concepts.personalize.PersonalizeConfig: `digits personalize`
 PERSONALIZE = {
     "images_dir": Flag("folder of the new concept's images, any size, RGB or grayscale (--as domain: named "
                        "{d}_*.png, the digit first)", positional=True, metavar="IMAGES_DIR"),
@@ -74,7 +74,7 @@ _TRAINING = {
     "log_every": "steps between log lines",
 }
 
-# difflab.digits.train.TrainConfig: `digits train` (its `unet` field: UNET below)
+# difflab.training.train.TrainConfig: `digits train` (its `unet` field: UNET below)
 TRAIN = {
     **_TRAINING,
     "out_dir": "run folder: checkpoints, EMA weights and the training log",
@@ -106,7 +106,7 @@ UNET = {
 # fixed by the data (3 colour channels, 10 digits, 2 domains), the width (groups) and the distiller
 UNET_SKIP = ("in_channels", "num_digits", "num_domains", "groups", "guidance_input")
 
-# difflab.digits.distill.DistillConfig: `digits distill`
+# difflab.training.distill.DistillConfig: `digits distill`
 DISTILL = {
     **_TRAINING,
     "out_dir": "run folder (trajectories, checkpoint, student); re-running resumes",

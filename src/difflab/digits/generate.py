@@ -23,9 +23,9 @@ from tqdm import tqdm
 from difflab.checks import check_count, check_eta, check_guidance, check_seed
 from difflab.data import DOMAINS
 from difflab.device import autocast, check_device, cpu_generator, move, randn, resolve_device, stream_generator, sync
+from difflab.diffusion.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn
 from difflab.errors import DifflabError
 from difflab.io import save_png, staged_output_dir, to_uint8
-from difflab.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn
 from difflab.viz import grid, save_image
 
 TEACHER_STEPS = 20  # the teacher's default DDIM steps (its quality plateau, docs/RESULTS.md)
@@ -120,7 +120,7 @@ def _unwrap(model):
 
 def concept_rows(model) -> dict[str, dict[str, int]]:
     """{"domain": {style: index}, "digit": {symbol: index}} of a model with concepts applied
-    (digits/concepts.py apply_concepts); empty dicts for a plain model."""
+    (concepts/concept.py apply_concepts); empty dicts for a plain model."""
     return getattr(_unwrap(model), "concept_rows", None) or {"domain": {}, "digit": {}}
 
 
@@ -145,15 +145,15 @@ def label_indices(chunk, rows: dict | None, device) -> tuple[torch.Tensor, torch
 
 def with_concepts(model, cfg: GenerateConfig):
     """`model` with `cfg.concepts` applied (a copy; the model is unchanged), or the model itself when it has
-    none or already carries exactly those (digits/concepts.py load_with_concepts)."""
+    none or already carries exactly those (concepts/concept.py load_with_concepts)."""
     if not cfg.concepts:
         return model
     have = getattr(_unwrap(model), "concept_dirs", None)
     if have is None:
-        from difflab.digits.concepts import apply_concepts, load_concepts
+        from difflab.concepts.concept import apply_concepts, load_concepts
 
         return apply_concepts(model, load_concepts(cfg.concepts))
-    from difflab.digits.concepts import concept_key
+    from difflab.concepts.concept import concept_key
 
     if tuple(have) != concept_key(cfg.concepts):
         raise DifflabError(f"--concept {', '.join(cfg.concepts)}: the model carries other concepts "
@@ -171,7 +171,7 @@ def make_sampler(cfg: GenerateConfig, schedule, model=None):
         return DDPMSampler(schedule, steps=steps)
     if cfg.sampler in (None, "ddim"):
         return DDIMSampler(schedule, steps=steps, eta=cfg.eta, clip_x0=1.0)
-    from difflab.solvers import make_sampler as make_solver
+    from difflab.diffusion.solvers import make_sampler as make_solver
 
     return make_solver(cfg.sampler, schedule, steps, karras=cfg.karras, clip_x0=1.0)
 
@@ -179,11 +179,11 @@ def make_sampler(cfg: GenerateConfig, schedule, model=None):
 def make_eps_fn(model, cfg: GenerateConfig, digits: torch.Tensor, domains: torch.Tensor, schedule=None):
     """eps_fn(x_t, t) for one chunk: the student in one pass with w as input, the teacher through CFG.
 
-    A student's output means x0 at its `x0_steps` (where eps is ill-conditioned, see digits/distill.py);
+    A student's output means x0 at its `x0_steps` (where eps is ill-conditioned, see training/distill.py);
     it is turned into the eps the DDIM step expects, in float32."""
     info = student_info(model)
     if info is not None:
-        from difflab.digits.distill import student_output_to_eps
+        from difflab.training.distill import student_output_to_eps
 
         w = torch.full((len(digits),), float(cfg.guidance), device=digits.device)
         x0_steps = info.get("x0_steps", [])

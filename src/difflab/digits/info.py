@@ -3,7 +3,7 @@
 Prints one JSON object: the file (path, size, sha256 of its bytes), the model config, the noise schedule,
 the student section of a distilled model, and a `train` section with steps, wall_s (total training
 seconds over all legs), legs (separate runs that made it; 1 = one uninterrupted curve), machine, date and
-the data recipe. Runs record `train_run` themselves (digits/train.py, digits/distill.py); for the shipped
+the data recipe. Runs record `train_run` themselves (training/train.py, training/distill.py); for the shipped
 teacher, trained before that existed, the values come from its training log as documented in
 docs/RESULTS.md (`HISTORY` below), marked `"source": "docs/RESULTS.md"`.
 """

@@ -10,5 +10,5 @@ Loading (heavy libraries - diffusers, transformers - are imported inside the fun
     clip.py        ClipScorer: a transformers CLIP folder, offline, with embeddings and scores
     clip_vocab.py  OpenAI's CLIP BPE vocabulary as CLIPTokenizer files (write_clip_tokenizer)
     sd.py          load_sd: Stable Diffusion v1 from a diffusers folder or a single-file checkpoint
-The noise schedule a model was trained with travels as `NoiseSchedule.to_dict()` (difflab.schedule).
+The noise schedule a model was trained with travels as `NoiseSchedule.to_dict()` (difflab.diffusion.schedule).
 """

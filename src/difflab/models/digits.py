@@ -11,15 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from difflab.device import resolve_device
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.errors import DifflabError
 from difflab.io import load_checkpoint, save_checkpoint
 from difflab.models.classifier import ClassifierConfig, DigitClassifier
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet, UNetConfig
-from difflab.schedule import NoiseSchedule
 
 KIND = "difflab-digits-unet"
-TRAIN_KIND = "difflab-digits-train"  # a training checkpoint (digits/train.py): model., ema., optimizer ...
+TRAIN_KIND = "difflab-digits-train"  # a training checkpoint (training/train.py): model., ema., optimizer ...
 CLASSIFIER_KIND = "difflab-digit-classifier"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = ASSETS / "digits_unet.safetensors"  # the teacher (CFG, 20 DDIM steps by default)

@@ -64,8 +64,8 @@ def load_digits(path=None, digit: int = 0, domain: str = "mnistm", guidance: flo
     classifier-free guidance `guidance` (0 = unconditional, 1 = conditional, > 1 = guided), on `device`
     (in float32, as before devices existed: DDIM parity with diffusers is checked in float32)."""
     from difflab.data import DOMAINS
+    from difflab.diffusion.sampling import cfg_eps_fn
     from difflab.models.digits import DEFAULT_MODEL, load_digit_model
-    from difflab.sampling import cfg_eps_fn
 
     check_digit("digit", digit)
     if domain not in DOMAINS:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.report.config import ReportConfig
-from difflab.schedule import NoiseSchedule
 
 
 @dataclass

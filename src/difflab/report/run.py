@@ -52,22 +52,16 @@ def _file_id(path: Path) -> str:
     return f"{path} (sha256 {digest}...)"
 
 
-def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classifiers: dict | None = None,
-               data_root=None, clip=None, zeroshot=None, labels=None, ti=None, overwrite: bool = False,
-               progress: bool = True, student_path="student") -> dict:
-    """Write the report; return report.json's content ({'sections': {name: seconds}, 'numbers', ...})."""
+def _check_inputs(cfg: ReportConfig, model_path, classifiers, clip, zeroshot, labels, ti, student_path):
+    """Every input is checked before the minutes of work: model, classifiers, CLIP, TI folder, timesteps.
+    Returns (model, schedule, meta, classifiers {domain: path | None}, zero-shot inputs | None)."""
     from difflab.digits.reverse import parse_timesteps
     from difflab.digits.sweep import parse_scales
-    from difflab.io import staged_output_dir
-    from difflab.models.digits import DEFAULT_MODEL, default_classifier_path, load_classifier, load_digit_model
-    from difflab.report import ddim as ddim_sections
-    from difflab.report import digits, extras, fewstep, personalize
+    from difflab.models.digits import default_classifier_path, load_classifier, load_digit_model
+    from difflab.report import extras, fewstep
 
-    t_start, c_start = time.perf_counter(), time.process_time()
-    cfg = cfg or ReportConfig()
     cfg.check()
     parse_scales(list(cfg.sweep_scales), "--sweep-scales")
-    # every input is checked before the minutes of work: model, classifiers, CLIP, TI folder, timesteps
     model, schedule, meta = load_digit_model(model_path)
     parse_timesteps(list(cfg.timesteps), schedule.num_train_timesteps)
     classifiers = {m: (classifiers or {}).get(m) for m in ("mnistm", "svhn")}
@@ -80,6 +74,14 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
     if ti is not None:
         extras.ti_layout(ti)
     fewstep.load_student(student_path)  # a missing student is a note in its section; a wrong file fails here
+    return model, schedule, meta, classifiers, zs
+
+
+def _plan(zs, ti) -> list[tuple]:
+    """(key, heading, section function) in page order; CLIP and TI sections only when given inputs."""
+    from difflab.report import ddim as ddim_sections
+    from difflab.report import digits, extras, fewstep, personalize
+
     plan = [("digits", "Generated digits and their accuracy", digits.grids_and_table),
             ("reverse", "The reverse process", digits.reverse),
             ("sweep", "Guidance sweep: correctness vs diversity", digits.sweep),
@@ -92,6 +94,36 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
         plan.append(("zeroshot", "CLIP zero-shot", extras.zeroshot))
     if ti is not None:
         plan.append(("ti", "Textual inversion", extras.textual_inversion))
+    return plan
+
+
+def _run_sections(plan, ctx: Context, progress: bool) -> tuple[list, dict, dict]:
+    """Run each section; return ([(key, heading, html)], wall seconds {key: s}, CPU seconds {key: s})."""
+    sections, seconds, cpu = [], {}, {}
+    bar = tqdm(plan, desc="report", unit="section", disable=not progress, dynamic_ncols=True)
+    for key, heading, fn in bar:
+        bar.set_postfix_str(key)
+        t0, c0 = time.perf_counter(), time.process_time()
+        inner = fn(ctx)
+        seconds[key], cpu[key] = time.perf_counter() - t0, time.process_time() - c0
+        sections.append((key, heading, inner + paragraph(f"This section took {seconds[key]:.1f} s.", "note")))
+    bar.close()
+    return sections, seconds, cpu
+
+
+def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classifiers: dict | None = None,
+               data_root=None, clip=None, zeroshot=None, labels=None, ti=None, overwrite: bool = False,
+               progress: bool = True, student_path="student") -> dict:
+    """Write the report; return report.json's content ({'sections': {name: seconds}, 'numbers', ...})."""
+    from difflab.io import staged_output_dir
+    from difflab.models.digits import DEFAULT_MODEL
+    from difflab.report import fewstep
+
+    t_start, c_start = time.perf_counter(), time.process_time()
+    cfg = cfg or ReportConfig()
+    model, schedule, meta, classifiers, zs = _check_inputs(cfg, model_path, classifiers, clip, zeroshot, labels,
+                                                           ti, student_path)
+    plan = _plan(zs, ti)
     info = {"machine": machine(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "model": _file_id(Path(model_path or DEFAULT_MODEL)), "model_meta": meta, "config": asdict(cfg),
             "command": report_command(out_dir, cfg, model_path, classifiers, data_root, clip, zeroshot, labels, ti,
@@ -103,15 +135,7 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
                       classifiers, None if data_root is None else str(data_root), zs,
                       None if ti is None else str(ti), progress, info["command"],
                       None if student_path is None else str(student_path))
-        sections, seconds, cpu = [], {}, {}
-        bar = tqdm(plan, desc="report", unit="section", disable=not progress, dynamic_ncols=True)
-        for key, heading, fn in bar:
-            bar.set_postfix_str(key)
-            t0, c0 = time.perf_counter(), time.process_time()
-            inner = fn(ctx)
-            seconds[key], cpu[key] = time.perf_counter() - t0, time.process_time() - c0
-            sections.append((key, heading, inner + paragraph(f"This section took {seconds[key]:.1f} s.", "note")))
-        bar.close()
+        sections, seconds, cpu = _run_sections(plan, ctx, progress)
         # CPU seconds beside wall seconds: on a shared machine they show how much the run was slowed
         info.update(sections=seconds, sections_cpu_s=cpu, total_s=time.perf_counter() - t_start,
                     total_cpu_s=time.process_time() - c_start, numbers=ctx.numbers)

@@ -14,8 +14,8 @@ import torch
 
 from difflab.checks import parse_list
 from difflab.device import randn
+from difflab.diffusion.schedule import NoiseSchedule, make_timesteps
 from difflab.errors import DifflabError
-from difflab.schedule import NoiseSchedule, make_timesteps
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
 

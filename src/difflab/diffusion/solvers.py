@@ -20,9 +20,9 @@ from numbers import Integral
 import numpy as np
 import torch
 
+from difflab.diffusion.sampling import DDIMSampler, DDPMSampler, EpsFn, StepOutput, run_to_end
+from difflab.diffusion.schedule import SPACINGS, NoiseSchedule, make_timesteps
 from difflab.errors import DifflabError
-from difflab.sampling import DDIMSampler, DDPMSampler, EpsFn, StepOutput, run_to_end
-from difflab.schedule import SPACINGS, NoiseSchedule, make_timesteps
 
 SAMPLERS = ("ddim", "ddpm", "dpmpp-2m", "unipc")
 

@@ -41,12 +41,12 @@ from difflab.device import (
     grad_scaler,
     rank_device,
 )
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.errors import DifflabError
 from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
 from difflab.models.digits import TRAIN_KIND, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet, UNetConfig
-from difflab.schedule import NoiseSchedule
 
 
 @dataclass

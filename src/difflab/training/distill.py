@@ -46,14 +46,14 @@ from difflab.device import (
     resolve_device,
     stream_generator,
 )
-from difflab.digits.train import _flatten_optimizer, _unflatten_optimizer
+from difflab.diffusion.sampling import DDIMSampler
+from difflab.diffusion.schedule import NoiseSchedule, make_timesteps
 from difflab.errors import DifflabError
 from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
 from difflab.models.digits import load_digit_model, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet
-from difflab.sampling import DDIMSampler
-from difflab.schedule import NoiseSchedule, make_timesteps
+from difflab.training.train import _flatten_optimizer, _unflatten_optimizer
 
 DISTILL_KIND = "difflab-digits-distill"
 JUMP_WEIGHTINGS = ("x0", "balanced")

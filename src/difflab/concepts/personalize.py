@@ -1,6 +1,6 @@
 """`difflab digits personalize`: teach the digit model a new style (domain) or symbol (digit) from a few images.
 
-The model learns one new embedding row (digits/concepts.py): style -> domain index 3, symbol -> digit
+The model learns one new embedding row (concepts/concept.py): style -> domain index 3, symbol -> digit
 index 11, initialised as a copy of the null row. Methods:
 - `ti` (textual inversion, Gal et al. 2022): only that row trains; every base weight stays as it was.
 - `lora` (Hu et al. 2021, through peft): rank-r adapters on the residual blocks' convolutions and FiLM
@@ -8,7 +8,7 @@ index 11, initialised as a copy of the null row. Methods:
 - `finetune` (DreamBooth's recipe, Ruiz et al. 2023): every weight plus the row; `prior_weight` is the
   share of each batch drawn from the old domains' offline data (difflab.data.load_domain: the recipes'
   images rather than the model's own samples, so it costs no sampling) against forgetting them.
-The loss is the teacher's (digits/train.py): epsilon MSE at a uniform random t, with the labels dropped
+The loss is the teacher's (training/train.py): epsilon MSE at a uniform random t, with the labels dropped
 to null at the teacher's rates (its `drop_*`), so the unconditional branches classifier-free guidance
 needs are learned for the new row too. Afterwards the concept is applied as `digits generate` applies it
 and `retained_acc` measures the old domains: each domain's shipped classifier on 10 images per digit
@@ -32,9 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from difflab.checks import check_count, check_number, check_seed
-from difflab.data import DOMAINS, load_domain, to_model_range
-from difflab.device import autocast, check_device, cpu_generator, grad_scaler, move, resolve_device
-from difflab.digits.concepts import (
+from difflab.concepts.concept import (
     FORMAT,
     KINDS,
     LORA_TARGETS,
@@ -51,6 +49,8 @@ from difflab.digits.concepts import (
     write_concept,
     write_meta,
 )
+from difflab.data import DOMAINS, load_domain, to_model_range
+from difflab.device import autocast, check_device, cpu_generator, grad_scaler, move, resolve_device
 from difflab.errors import DifflabError
 from difflab.io import image_files, load_image, staged_output_dir, to_uint8
 
@@ -182,7 +182,7 @@ def _load_base(name):
 
 def _drop_rates(base_meta: dict):
     """The teacher's condition dropout (its recorded training config; TrainConfig's defaults otherwise)."""
-    from difflab.digits.train import TrainConfig
+    from difflab.training.train import TrainConfig
 
     train = base_meta.get("train") or {}
     keys = ("drop_both", "drop_digit", "drop_domain")
@@ -209,7 +209,7 @@ def build_model(base, cfg: PersonalizeConfig, g: torch.Generator):
 def make_batches(data: ConceptImages, prior, cfg: PersonalizeConfig, model, drops, g: torch.Generator):
     """draw() -> (x0 (B, 3, 28, 28) in [-1, 1], digits (B,), domains (B,)) on the CPU: concept images with
     their labels, a `prior_share` of old-domain images, then the teacher's condition dropout."""
-    from difflab.digits.train import drop_conditions
+    from difflab.training.train import drop_conditions
 
     c = model.config
     n = len(data.images)
@@ -232,9 +232,9 @@ def make_batches(data: ConceptImages, prior, cfg: PersonalizeConfig, model, drop
 
 
 def fit(model, params, schedule, draw, cfg: PersonalizeConfig, g: torch.Generator, progress: bool) -> float:
-    """AdamW over `params` with warm-up + cosine (digits/train.py lr_at), the teacher's epsilon-MSE loss;
+    """AdamW over `params` with warm-up + cosine (training/train.py lr_at), the teacher's epsilon-MSE loss;
     returns the loss's running mean at the end. Every draw comes from `g` (CPU), the model runs on the device."""
-    from difflab.digits.train import TrainConfig, lr_at
+    from difflab.training.train import TrainConfig, lr_at
 
     dev = resolve_device(cfg.device)
     move(model, dev)

@@ -3,7 +3,7 @@
 The UNet adds `digit_emb` (11 rows: 0-9, 10 = null) and `domain_emb` (3 rows: mnistm, svhn, 2 = null) into
 its time embedding. A concept adds ONE row to one of them, appended after the existing rows so that null
 keeps its index (a style is domain 3, a symbol digit 11) and the unconditional branch of classifier-free
-guidance is unchanged. `digits personalize` (digits/personalize.py) learns the row, alone (`ti`), with
+guidance is unchanged. `digits personalize` (concepts/personalize.py) learns the row, alone (`ti`), with
 low-rank adapters (`lora`, through peft) or with all weights (`finetune`).
 
 A concept is a folder:
