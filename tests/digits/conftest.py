@@ -19,6 +19,17 @@ def tiny_unet():
     return model
 
 
+@pytest.fixture
+def teacher_file(tmp_path, tiny_unet):
+    """The tiny UNet saved as a digit-model file (a teacher / personalization base)."""
+    from difflab.diffusion.schedule import NoiseSchedule
+    from difflab.models.digits import save_digit_model
+
+    path = tmp_path / "teacher.safetensors"
+    save_digit_model(path, tiny_unet, NoiseSchedule())
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _cache(tmp_path_factory, monkeypatch):
     # synthesised datasets go to a per-session cache, never the user's ~/.cache

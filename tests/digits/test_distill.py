@@ -9,7 +9,7 @@ from difflab.diffusion.schedule import NoiseSchedule
 from difflab.digits.generate import GenerateConfig, generate, resolve, sample_chunks
 from difflab.errors import DifflabError
 from difflab.io import inplace_output_dir
-from difflab.models.digits import DEFAULT_MODEL, STUDENT_MODEL, load_digit_model, model_path, save_digit_model
+from difflab.models.digits import DEFAULT_MODEL, STUDENT_MODEL, load_digit_model, model_path
 from difflab.training.distill import (
     DistillConfig,
     StudentTrainer,
@@ -23,13 +23,6 @@ from difflab.training.distill import (
 
 TINY_RUN = dict(student_steps=2, teacher_steps=4, trajectories=12, traj_batch=8, steps=4, batch_size=6,
                 ckpt_every=2, warmup_steps=1)
-
-
-@pytest.fixture
-def teacher_file(tmp_path, tiny_unet):
-    path = tmp_path / "teacher.safetensors"
-    save_digit_model(path, tiny_unet, NoiseSchedule())
-    return path
 
 
 @pytest.fixture

@@ -38,10 +38,8 @@ def sha256(path) -> str:
 
 
 @pytest.fixture
-def base(tmp_path, tiny_unet):
-    path = tmp_path / "base.safetensors"
-    save_digit_model(path, tiny_unet, NoiseSchedule())
-    return path
+def base(teacher_file):
+    return teacher_file
 
 
 @pytest.fixture
