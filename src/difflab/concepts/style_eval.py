@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
 from difflab.data import load_domain, to_model_range
 from difflab.data.styles import RECIPE_VERSION, STYLES, SYMBOL, SYMBOL_DOMAINS, make_style, make_symbol
-from difflab.digits.classify import accuracy, augment, predict
+from difflab.digits.classify import accuracy, fit, predict
 from difflab.digits.evaluate import frechet_distance
 from difflab.errors import DifflabError
 from difflab.io import image_files, load_image
@@ -77,26 +75,11 @@ def target_data(target: str, split: str, size: int, seed: int = 0) -> tuple[np.n
 def fit_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, cfg: EvalClassifierConfig,
                    progress: bool = False, desc: str = "classifier") -> DigitClassifier:
     """Train a DigitClassifier on x (N, 3, 28, 28) in [-1, 1], y (N,) int64, on the CPU, with the shipped
-    classifiers' augmentation (classify.augment), optimiser and schedule (digits/classify.py)."""
+    classifiers' optimisation (digits.classify.fit: augmentation, optimiser, schedule)."""
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model = DigitClassifier(ClassifierConfig(num_classes=num_classes))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    per_epoch = max(1, len(x) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * per_epoch)
-    bar = tqdm(total=cfg.epochs * per_epoch, desc=desc, disable=not progress, dynamic_ncols=True)
-    for _ in range(cfg.epochs):
-        model.train()
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(per_epoch):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            loss = F.cross_entropy(model(augment(x[idx], g)), y[idx], label_smoothing=0.05)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update(1)
-    bar.close()
+    fit(model, x, y, cfg.epochs, cfg.batch_size, cfg.lr, g, "cpu", progress, desc)
     return model.eval()
 
 

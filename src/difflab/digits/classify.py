@@ -82,6 +82,38 @@ class ClassifierTrainConfig:
         return Path(self.out) if self.out else default_classifier_path(self.domain)
 
 
+def fit(model: DigitClassifier, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int, lr: float,
+        g: torch.Generator, device, progress: bool = False, desc: str = "classifier", after_epoch=None
+        ) -> DigitClassifier:
+    """The evaluation classifiers' optimisation (the shipped ones and the style classifiers): AdamW (weight
+    decay 1e-4), one-cycle learning rate, label smoothing 0.05, `augment` on every batch.
+
+    x (N, 3, 28, 28) in [-1, 1] and y (N,) int64 on the CPU; batches and augmentation drawn with the CPU
+    generator g (the same batches on every device), then moved to `device` where the model is.
+    after_epoch(model) -> dict shown on the progress bar (e.g. the validation accuracy), optional.
+    Returns the model, left in train mode."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    per_epoch = max(1, len(x) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * per_epoch)
+    bar = tqdm(total=epochs * per_epoch, desc=desc, disable=not progress, dynamic_ncols=True)
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(per_epoch):
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            loss = F.cross_entropy(model(augment(x[idx], g).to(device)), y[idx].to(device), label_smoothing=0.05)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if after_epoch is not None:
+            bar.set_postfix(after_epoch(model))
+    bar.close()
+    return model
+
+
 def train_classifier(cfg: ClassifierTrainConfig, progress: bool = True) -> tuple[DigitClassifier, float]:
     """Train on the domain's train split on `cfg.device`; returns (model, accuracy on the val split); saves
     atomically to `cfg.out_path()`. Batches and augmentation are drawn on the CPU (one CPU generator: the
@@ -96,25 +128,14 @@ def train_classifier(cfg: ClassifierTrainConfig, progress: bool = True) -> tuple
     x, y = to_model_range(tr.images), torch.from_numpy(tr.labels)
     xv, yv = to_model_range(va.images), torch.from_numpy(va.labels)
     model = DigitClassifier().to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * (len(x) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    bar = tqdm(total=steps, desc=f"classifier {domain}", disable=not progress, dynamic_ncols=True)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(len(x) // batch_size):
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            loss = F.cross_entropy(model(augment(x[idx], g).to(dev)), y[idx].to(dev), label_smoothing=0.05)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        val_acc = accuracy(predict(model, xv)[0], yv)
-        bar.set_postfix(val_acc=f"{val_acc:.4f}")
-    bar.close()
+    state = {}
+
+    def validate(m):
+        state["val_acc"] = accuracy(predict(m, xv)[0], yv)
+        return {"val_acc": f"{state['val_acc']:.4f}"}
+
+    fit(model, x, y, epochs, batch_size, lr, g, dev, progress, f"classifier {domain}", validate)
+    val_acc = state["val_acc"]
     save_classifier(cfg.out_path(), model, {"domain": domain, "val_acc": val_acc, "epochs": epochs, "seed": seed,
                                             "train_size": len(x)})
     return model.eval(), val_acc
