@@ -111,6 +111,8 @@ def test_ddp_two_processes(tmp_path):
     ("ema_decay", 1.0, r"--ema-decay must be in \[0, 1\)"), ("drop_both", float("nan"), "finite"),
     ("drop_digit", 1.5, r"--drop-digit must be in \[0, 1\]"), ("grad_clip", -1.0, "--grad-clip"),
     ("num_train_timesteps", 0, "at least 1"), ("seed", 2**40, "below 2"),
+    ("time_budget", 0.0, r"--time-budget must be in \(0, "), ("time_budget", -5.0, "--time-budget"),
+    ("time_budget", float("nan"), "--time-budget must be a finite number"),
 ])
 def test_config_refuses_impossible_settings(field, value, message):
     with pytest.raises(DifflabError, match=message):
@@ -122,7 +124,8 @@ def test_condition_dropout_probabilities_must_sum_to_at_most_one():
         TrainConfig(drop_both=0.5, drop_digit=0.4, drop_domain=0.2)
 
 
-@pytest.mark.parametrize("flags", [["--lr", "nan"], ["--steps", "0"], ["--ckpt-every", "0"], ["--batch-size", "0"]])
+@pytest.mark.parametrize("flags", [["--lr", "nan"], ["--steps", "0"], ["--ckpt-every", "0"], ["--batch-size", "0"],
+                                   ["--time-budget", "0"]])
 def test_cli_bad_numbers_are_one_line(tmp_path, capsys, flags):
     assert main(["digits", "train", "--out-dir", str(tmp_path / "run"), *flags]) == 2
     err = capsys.readouterr().err
@@ -183,3 +186,37 @@ def test_non_finite_loss_stops_and_writes_nothing(tmp_path, one_thread):
     assert torch.equal(_params(tr.model), weights) and tr.step == 3  # no optimizer step on a NaN loss
     assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before
     assert not (tmp_path / "run" / "ema.safetensors").exists()
+
+
+def test_time_budget_fits_the_steps_to_the_measured_step_time(tmp_path):
+    """After the calibration steps the run's length is (time left) / (seconds per step)."""
+    tr = Trainer(_cfg(tmp_path, 10**6, time_budget=100 / 60))
+    tr.step, tr.leg_start = 20, __import__("time").time() - 10.0  # 10 s spent so far, 90 s left
+    assert abs(tr._fit_steps_to_budget(100.0, 1.0) - 110) <= 1  # 20 done + 90 at 1 s each
+    assert tr._fit_steps_to_budget(100.0, 1e6) == 21  # slower than the budget: still one more step
+
+
+def test_time_budget_run_stops_saved_with_its_fitted_curve(tmp_path):
+    """A clock at 0.25 s per step and a 10 s budget: 20 timed steps (5 s) fit 20 more, 40 in all; the
+    cosine ends there, the run stops there with checkpoint and EMA saved, both recording the length."""
+    from difflab.training.train import BUDGET_CALIBRATION_STEPS, lr_at
+
+    cfg = _cfg(tmp_path, 10**6, time_budget=10 / 60)
+    tr = Trainer(cfg)
+    tr.clock = lambda: 1000.0 + 0.25 * tr.step
+    tr.leg_start = tr.clock()
+    tr.fit(progress=False)
+    assert BUDGET_CALIBRATION_STEPS == 20 and tr.total_steps == 40 and tr.step == 40
+    _, meta = load_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert meta["step"] == 40 and meta["train_run"]["total_steps"] == 40
+    assert meta["train_run"]["time_budget_min"] == pytest.approx(10 / 60)
+    assert meta["train_run"]["wall_s"] == pytest.approx(10.0)
+    assert load_digit_model(tmp_path / "ema.safetensors")[2]["step"] == 40
+    assert lr_at(40, cfg, 40) == pytest.approx(cfg.lr * cfg.min_lr_ratio)
+    # a slower machine than measured: the clock, not the fitted count, stops the run (saved)
+    slow = Trainer(_cfg(tmp_path / "slow", 10**6, time_budget=10 / 60))
+    slow.clock = lambda: 1000.0 + (0.25 * slow.step if slow.step <= 20 else 5 + 1.0 * (slow.step - 20))
+    slow.leg_start = slow.clock()
+    slow.fit(progress=False)
+    assert slow.total_steps == 40 and slow.step == 25
+    assert load_checkpoint(tmp_path / "slow" / "checkpoint.safetensors")[1]["step"] == 25

@@ -92,6 +92,9 @@ TRAIN = {
     "train_size": "synthesised training images per domain (offline recipes only)",
     "schedule": Flag("noise schedule", choices=("linear", "scaled_linear", "cosine")),
     "num_train_timesteps": "diffusion timesteps T",
+    "time_budget": Flag("minutes of training: the step count (and the cosine) is fitted to it after 20 timed "
+                        "steps, replacing --steps, and the run stops with a saved checkpoint when time is up",
+                        shown="none: --steps decides"),
 }
 TRAIN_SKIP = ("unet",)
 

@@ -73,12 +73,17 @@ class TrainConfig:
     unet: UNetConfig = field(default_factory=UNetConfig)
     schedule: str = "linear"
     num_train_timesteps: int = 1000
+    # minutes of training: the run measures its step time during warm-up, fits the number of steps (and so
+    # the cosine) to the budget, records that number, and stops with a saved checkpoint when time is up
+    time_budget: float | None = None
 
     def __post_init__(self):
         """Refuse impossible settings when the config is built, so CLI, API and report share one check."""
         for name in ("steps", "batch_size", "train_size", "ckpt_every", "log_every", "num_train_timesteps"):
             check_count(name, getattr(self, name), 1)
         check_count("warmup_steps", self.warmup_steps, 0)
+        if self.time_budget is not None:
+            check_number("time_budget", self.time_budget, 0, 7 * 24 * 60, low_open=True)
         check_seed("seed", self.seed)  # seed * 1000 + rank must stay a valid torch seed
         check_number("lr", self.lr, 0, 1, low_open=True)  # AdamW steps of more than 1 are a typo
         for name in ("weight_decay", "grad_clip"):  # grad_clip 0: no clipping
@@ -98,6 +103,9 @@ class TrainConfig:
 # the files a run writes into its --out-dir; an existing one is never replaced without --resume/--overwrite,
 # and other files there are never touched (scripts/train_release.sh keeps its classifiers in the folder)
 RUN_FILES = ("checkpoint.safetensors", "ema.safetensors")
+# steps timed before --time-budget fits the run's length: inside the default 200 warm-up steps, whose
+# learning rates do not depend on the total, so the fit changes nothing already done
+BUDGET_CALIBRATION_STEPS = 20
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
@@ -115,10 +123,12 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list) -> dict
     return {"state": state, "param_groups": groups}
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig, total: int | None = None) -> float:
+    """Linear warm-up, then cosine from lr down to min_lr_ratio * lr at step `total` (default cfg.steps)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    total = cfg.steps if total is None else total
+    p = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
@@ -182,7 +192,9 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.gen = cpu_generator(cfg.seed * 1000 + self.rank)
         self.step = 0
-        self.leg_start, self.wall_before, self.legs = time.time(), 0.0, 1  # resume() adds earlier legs
+        self.total_steps = cfg.steps  # with --time-budget: fitted to the budget after the calibration steps
+        self.clock = time.time  # wall clock of the budget and the run record (a test can drive it)
+        self.leg_start, self.wall_before, self.legs = self.clock(), 0.0, 1  # resume() adds earlier legs
         self.images, self.digits, self.domains = data if data is not None else load_training_data(cfg)
         self.ckpt_path = Path(cfg.out_dir) / "checkpoint.safetensors"
 
@@ -199,7 +211,7 @@ class Trainer:
         digits, domains, t, noise = digits.to(dev), domains.to(dev), t.to(dev), noise.to(dev)
         x_t = self.schedule.q_sample(x0, t, noise)
         for group in self.opt.param_groups:
-            group["lr"] = lr_at(self.step, cfg)
+            group["lr"] = lr_at(self.step, cfg, self.total_steps)
         with autocast(dev, cfg.bf16):
             pred = self.net(x_t, t, digits, domains)
         loss = F.mse_loss(pred.float(), noise)  # DDPM's L_simple (Ho et al. 2020, eq. 14)
@@ -238,10 +250,11 @@ class Trainer:
     def train_run(self) -> dict:
         """The run's own record (`difflab digits info`): training seconds over all legs, the number of
         legs (separate processes that made it; 1 = one uninterrupted curve), machine and date."""
-        wall = self.wall_before + (time.time() - self.leg_start)
+        wall = self.wall_before + (self.clock() - self.leg_start)
         cpu = platform.processor() or platform.machine()
         return {"wall_s": round(wall, 1), "legs": self.legs, "machine": f"{cpu}, {os.cpu_count()} cores, "
-                f"{self.world} process(es), torch {torch.__version__}", "date": time.strftime("%Y-%m-%d")}
+                f"{self.world} process(es), torch {torch.__version__}", "date": time.strftime("%Y-%m-%d"),
+                "total_steps": self.total_steps, "time_budget_min": self.cfg.time_budget}
 
     def _meta(self) -> dict:
         c = asdict(self.cfg)
@@ -310,6 +323,8 @@ class Trainer:
         self.step = int(meta["step"])
         run = meta.get("train_run") or {}
         self.wall_before, self.legs = float(run.get("wall_s", 0.0)), int(run.get("legs", 1)) + 1
+        if self.cfg.time_budget is not None:  # keep the fitted curve of the run, do not fit it again
+            self.total_steps = int(run.get("total_steps", self.cfg.steps))
 
     def _check_replicas_agree(self) -> None:
         """DDP keeps replicas identical; verify it before the final save: every tensor of the model's and
@@ -330,21 +345,47 @@ class Trainer:
             raise RuntimeError(f"DDP replicas diverged: rank {self.rank} differs from rank 0 in "
                                f"{len(differ)} tensors {differ[:3]} (another rank's differences make this rank stop)")
 
+    # -- the time budget -----------------------------------------------------------------------------------
+    def _fit_steps_to_budget(self, budget_s: float, s_per_step: float) -> int:
+        """Total steps that fit the budget at the measured step time (rank 0's estimate, shared so every
+        rank runs the same curve); at least one step past now and past the warm-up."""
+        left = budget_s - (self.wall_before + self.clock() - self.leg_start)
+        total = torch.tensor([float(self.step + max(1, int(left / max(s_per_step, 1e-9))))], device=self.comm)
+        if self.world > 1:
+            dist.broadcast(total, src=0)
+        return max(int(total.item()), self.step + 1, min(self.cfg.warmup_steps + 1, self.step + 1))
+
+    def _agree(self, flag: bool) -> bool:
+        """Rank 0's clock decides for all (ranks' clocks differ by a step; all must stop at the same step)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.comm)
+        dist.broadcast(t, src=0)
+        return bool(t.item())
+
     # -- the loop ------------------------------------------------------------------------------------------
     def fit(self, progress: bool = True) -> None:
         cfg = self.cfg
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress or self.rank != 0,
+        budget = None if cfg.time_budget is None else cfg.time_budget * 60.0
+        fitted = budget is None or self.legs > 1  # a resumed budget run keeps its recorded curve
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc="train", dynamic_ncols=True)
-        avg, t0, n0 = None, time.time(), self.step
-        while self.step < cfg.steps:
+        avg, t0, n0 = None, self.clock(), self.step
+        while self.step < self.total_steps:
             loss = self.train_step()
             avg = loss if avg is None else 0.98 * avg + 0.02 * loss
             bar.update(1)
+            if not fitted and self.step - n0 >= BUDGET_CALIBRATION_STEPS:
+                self.total_steps = self._fit_steps_to_budget(budget, (self.clock() - t0) / (self.step - n0))
+                bar.total, fitted = self.total_steps, True
             if self.step % cfg.log_every == 0:
-                ips = (self.step - n0) * cfg.batch_size / max(1e-9, time.time() - t0)
+                ips = (self.step - n0) * cfg.batch_size / max(1e-9, self.clock() - t0)
                 bar.set_postfix(loss=f"{avg:.4f}", img_s=f"{ips:.0f}")
-            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+            out_of_time = budget is not None and self._agree(self.wall_before + self.clock() - self.leg_start >= budget)
+            if self.step % cfg.ckpt_every == 0 or self.step == self.total_steps or out_of_time:
                 self.save()
+            if out_of_time:
+                break
         bar.close()
         self._check_replicas_agree()
         if self.rank == 0:
