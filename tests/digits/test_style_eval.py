@@ -12,13 +12,13 @@ from difflab.concepts.style_eval import (
     eval_classifier,
     read_images,
     real_sets,
-    score,
     score_folder,
     target_data,
     target_kind,
 )
 from difflab.data import to_model_range
 from difflab.data.styles import SYMBOL, make_style, make_symbol, write_images
+from difflab.digits.evaluate import score
 from difflab.errors import DifflabError
 from difflab.models.classifier import ClassifierConfig, DigitClassifier
 

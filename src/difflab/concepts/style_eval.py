@@ -24,7 +24,7 @@ import torch
 from difflab.data import load_domain, to_model_range
 from difflab.data.styles import RECIPE_VERSION, STYLES, SYMBOL, SYMBOL_DOMAINS, make_style, make_symbol
 from difflab.digits.classify import accuracy, fit, predict
-from difflab.digits.evaluate import frechet_distance
+from difflab.digits.evaluate import read_generated, score
 from difflab.errors import DifflabError
 from difflab.io import image_files, load_image
 from difflab.models.classifier import ClassifierConfig, DigitClassifier
@@ -127,24 +127,6 @@ def read_images(folder, prefix: str) -> np.ndarray:
     return np.stack([load_image(p, size=28) for p in files])
 
 
-def score(model: DigitClassifier, generated: torch.Tensor, labels: torch.Tensor, real: torch.Tensor,
-          reference: torch.Tensor) -> dict:
-    """Score generated images (N, 3, 28, 28) in [-1, 1] with intended labels (N,) against held-out real
-    images `real` (M, 3, 28, 28) of the same classes: accuracy, per-class accuracy, Fréchet generated vs
-    real and, as its floor, `reference` (N other real images: the same sample sizes) vs real."""
-    pred, feats = predict(model, generated)
-    _, rfeats = predict(model, real)
-    _, reffeats = predict(model, reference)
-    per_class = {int(c): accuracy(pred[labels == c], labels[labels == c]) for c in labels.unique()}
-    wrong = pred[pred != labels]
-    return {"correct": int((pred == labels).sum()), "total": len(labels),
-            "acc": accuracy(pred, labels), "per_class_acc": per_class,
-            "confused_with": {int(c): int((wrong == c).sum()) for c in wrong.unique()},
-            "fd_generated_vs_real": frechet_distance(feats.numpy(), rfeats.numpy()),
-            "fd_real_vs_real": frechet_distance(reffeats.numpy(), rfeats.numpy()),
-            "n_generated": len(labels), "n_real": len(real)}
-
-
 @functools.lru_cache(maxsize=8)  # each method's images are scored against the same real sets: render once
 def real_sets(target: str, n_reference: int, val_size: int = 1000, seed: int = 0
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -163,8 +145,6 @@ def real_sets(target: str, n_reference: int, val_size: int = 1000, seed: int = 0
 def score_folder(target: str, folder, model: DigitClassifier, val_size: int = 1000, seed: int = 0) -> dict:
     """Score a folder of generated images: a style's FOLDER/{d}_{NNN}.png (digits/evaluate.read_generated),
     or the symbol's FOLDER/A_{NNN}.png (`digits generate --concept` layouts)."""
-    from difflab.digits.evaluate import read_generated
-
     if target_kind(target)[0] == "style":
         x, y, _ = read_generated(folder)
     else:

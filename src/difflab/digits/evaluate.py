@@ -51,6 +51,29 @@ def read_generated(domain_dir) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return to_model_range(imgs), labels, [p.name for p in files]
 
 
+def score(model, generated: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, reference: torch.Tensor,
+          real_labels: torch.Tensor | None = None) -> dict:
+    """Score generated images (N, 3, 28, 28) in [-1, 1] with intended labels (N,) against held-out real
+    images `real` (M, 3, 28, 28) of the same classes, in `model`'s (a DigitClassifier) features: accuracy,
+    per-class accuracy, Fréchet generated vs real and, as its floor, `reference` (other real images, as many
+    as generated: the same sample sizes) vs real. With `real_labels` (M,) also the classifier's accuracy on
+    the real images (`real_acc`): how far its verdicts can be trusted."""
+    pred, feats = predict(model, generated)
+    rpred, rfeats = predict(model, real)
+    _, reffeats = predict(model, reference)
+    per_class = {int(c): accuracy(pred[labels == c], labels[labels == c]) for c in labels.unique()}
+    wrong = pred[pred != labels]
+    out = {"correct": int((pred == labels).sum()), "total": len(labels),
+           "acc": accuracy(pred, labels), "per_class_acc": per_class,
+           "confused_with": {int(c): int((wrong == c).sum()) for c in wrong.unique()},
+           "fd_generated_vs_real": frechet_distance(feats.numpy(), rfeats.numpy()),
+           "fd_real_vs_real": frechet_distance(reffeats.numpy(), rfeats.numpy()),
+           "n_generated": len(labels), "n_real": len(real)}
+    if real_labels is not None:
+        out["real_acc"] = accuracy(rpred, real_labels)
+    return out
+
+
 def evaluate(out_dir, classifiers: dict[str, str] | None = None, data_root=None, seed: int = 0,
              reference_size: int = 1000, device: str = "auto") -> dict:
     """Per-domain results dict; also writes OUT/eval.json. The classifiers run on `device`.
@@ -66,20 +89,16 @@ def evaluate(out_dir, classifiers: dict[str, str] | None = None, data_root=None,
         path = (classifiers or {}).get(m) or default_classifier_path(m)
         clf, meta = load_classifier(path, device)
         x, y, _ = read_generated(out_dir / m)
-        pred, feats = predict(clf, x)
         val = load_domain(m, "val", root=data_root, seed=seed)
-        vpred, vfeats = predict(clf, to_model_range(val.images))
         # real-vs-real floor with the same sample sizes as generated-vs-real
         ref = load_domain(m, "train", root=data_root, seed=seed, size=reference_size)
         idx = np.random.default_rng(0).choice(len(ref), size=min(len(x), len(ref)), replace=False)
-        _, rfeats = predict(clf, to_model_range(ref.images[idx]))
-        per_digit = {d: accuracy(pred[y == d], y[y == d]) for d in range(10) if (y == d).any()}
+        r = score(clf, x, y, to_model_range(val.images), to_model_range(ref.images[idx]),
+                  torch.from_numpy(val.labels))
         results["domains"][m] = {
-            "correct": int((pred == y).sum()), "total": len(y), "acc": accuracy(pred, y),
-            "real_val_acc": accuracy(vpred, torch.from_numpy(val.labels)),
-            "fd_generated_vs_real": frechet_distance(feats.numpy(), vfeats.numpy()),
-            "fd_real_vs_real": frechet_distance(rfeats.numpy(), vfeats.numpy()),
-            "per_digit_acc": per_digit, "classifier": str(path),
+            "correct": r["correct"], "total": r["total"], "acc": r["acc"], "real_val_acc": r["real_acc"],
+            "fd_generated_vs_real": r["fd_generated_vs_real"], "fd_real_vs_real": r["fd_real_vs_real"],
+            "per_digit_acc": r["per_class_acc"], "classifier": str(path),
         }
     accs = [r["acc"] for r in results["domains"].values()]
     results["mean_acc"] = sum(accs) / len(accs)
