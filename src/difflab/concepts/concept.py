@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from difflab.data import DOMAINS
 from difflab.errors import DifflabError
 from difflab.io import atomic_path, load_checkpoint, read_json, save_checkpoint, tensor_digest
-from difflab.models.state import load_state_strict
+from difflab.models.state import load_state_strict, unwrap
 
 FORMAT = "difflab-digit-concept"
 VERSION = 1
@@ -79,13 +79,6 @@ class ExtendedEmbedding(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return F.embedding(idx, self.weight)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The UNet inside TimedModel/RowCounter-style wrappers (they keep it as `.model`)."""
-    while isinstance(getattr(model, "model", None), nn.Module):
-        model = model.model
-    return model
 
 
 def base_digest(model: nn.Module) -> str:

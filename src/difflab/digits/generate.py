@@ -26,6 +26,7 @@ from difflab.device import autocast, check_device, cpu_generator, move, randn, r
 from difflab.diffusion.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn
 from difflab.errors import DifflabError
 from difflab.io import save_png, staged_output_dir, to_uint8
+from difflab.models.state import unwrap
 from difflab.viz import grid, save_image
 
 TEACHER_STEPS = 20  # the teacher's default DDIM steps (its quality plateau, docs/RESULTS.md)
@@ -83,7 +84,7 @@ class GenerateConfig:
 def student_info(model) -> dict | None:
     """What a guidance-input student was distilled for ({steps, spacing, guidance_range, guide}), or None
     for a teacher. load_digit_model attaches it from the checkpoint's metadata."""
-    model = _unwrap(model)  # TimedModel and friends
+    model = unwrap(model)  # TimedModel and friends
     if not getattr(getattr(model, "config", None), "guidance_input", False):
         return None
     return getattr(model, "student", None) or {"steps": 4, "spacing": "trailing", "guidance_range": [1.0, 5.0],
@@ -112,16 +113,10 @@ def resolve(cfg: GenerateConfig, model) -> GenerateConfig:
     return replace(cfg, steps=steps, sampler=sampler)
 
 
-def _unwrap(model):
-    while isinstance(getattr(model, "model", None), torch.nn.Module):
-        model = model.model
-    return model
-
-
 def concept_rows(model) -> dict[str, dict[str, int]]:
     """{"domain": {style: index}, "digit": {symbol: index}} of a model with concepts applied
     (concepts/concept.py apply_concepts); empty dicts for a plain model."""
-    return getattr(_unwrap(model), "concept_rows", None) or {"domain": {}, "digit": {}}
+    return getattr(unwrap(model), "concept_rows", None) or {"domain": {}, "digit": {}}
 
 
 def layout(cfg: GenerateConfig, domains=DOMAINS, rows: dict | None = None) -> list[tuple[str, int | str, int]]:
@@ -148,7 +143,7 @@ def with_concepts(model, cfg: GenerateConfig):
     none or already carries exactly those (concepts/concept.py load_with_concepts)."""
     if not cfg.concepts:
         return model
-    have = getattr(_unwrap(model), "concept_dirs", None)
+    have = getattr(unwrap(model), "concept_dirs", None)
     if have is None:
         from difflab.concepts.concept import apply_concepts, load_concepts
 
@@ -241,7 +236,7 @@ def sample_chunks(model, schedule, cfg: GenerateConfig, domains=DOMAINS, progres
     """
     cfg = resolve(cfg, model)
     rows = concept_rows(model) if cfg.concepts else None
-    if cfg.concepts and not getattr(_unwrap(model), "concept_dirs", None):
+    if cfg.concepts and not getattr(unwrap(model), "concept_dirs", None):
         raise DifflabError("--concept: apply the concepts to the model first (generate() and "
                            "digits.concepts.load_with_concepts do)")
     device = resolve_device(cfg.device)

@@ -20,6 +20,14 @@ STATE_KEYS = ("ema", "state_dict", "model")  # wrappers we unwrap, EMA first: th
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The network inside module wrappers that keep it as `.model` (digits.generate's TimedModel and
+    RowCounter): what carries the config and the metadata load_digit_model attaches."""
+    while isinstance(getattr(model, "model", None), torch.nn.Module):
+        model = model.model
+    return model
+
+
 def strip_wrapper_prefixes(state: dict[str, torch.Tensor], own: set[str]) -> dict[str, torch.Tensor]:
     """Drop a wrapper prefix that every key of `state` carries and none of the network's keys `own` do.
 
