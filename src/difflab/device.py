@@ -114,6 +114,21 @@ def grad_scaler(device: torch.device | str, autocast_enabled: bool) -> torch.amp
     return torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(device, autocast_enabled))
 
 
+def scaled_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, params,
+                grad_clip: float) -> None:
+    """One optimiser step through a `grad_scaler` (the teacher's, the student's and a concept's training):
+    backward of the scaled loss, unscale, clip the gradient norm of `params` to `grad_clip` (0: no
+    clipping), step (skipped by an active scaler when the gradients overflowed), update the scale. A
+    disabled scaler (CPU, bf16, fp32) passes everything through."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)  # clip the true gradients, not the fp16-scaled ones
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(opt)
+    scaler.update()
+
+
 def sync(device: torch.device) -> None:
     """Wait for queued CUDA work (timings of asynchronous kernels would otherwise be launch times)."""
     if device.type == "cuda":

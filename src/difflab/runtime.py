@@ -87,6 +87,15 @@ def machine(**extra) -> dict:
             "load_average_at_start": load_average(), **extra}
 
 
+def machine_line(processes: int | None = None) -> str:
+    """The machine in one line for a file's own record (a checkpoint's `train_run`, a concept.json):
+    'CPU, N cores[, P process(es)], torch V'."""
+    import torch
+
+    procs = "" if processes is None else f", {processes} process(es)"
+    return f"{cpu_name()}, {os.cpu_count()} cores{procs}, torch {torch.__version__}"
+
+
 def finish_machine(info: dict) -> dict:
     """Add load_average_at_end (now) to a `machine()` dict; returns the same dict."""
     info["load_average_at_end"] = load_average()

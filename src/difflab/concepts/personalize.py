@@ -18,8 +18,6 @@ and `retained_acc` measures the old domains: each domain's shipped classifier on
 from __future__ import annotations
 
 import math
-import os
-import platform
 import re
 import sys
 import time
@@ -50,9 +48,10 @@ from difflab.concepts.concept import (
     write_meta,
 )
 from difflab.data import DOMAINS, load_domain, to_model_range
-from difflab.device import autocast, check_device, cpu_generator, grad_scaler, move, resolve_device
+from difflab.device import autocast, check_device, cpu_generator, grad_scaler, move, resolve_device, scaled_step
 from difflab.errors import DifflabError
 from difflab.io import image_files, load_image, staged_output_dir, to_uint8
+from difflab.runtime import machine_line
 
 # an embedding row needs a high lr, all weights a low one. TI on the shipped teacher (lcd style, 20 images,
 # 300 steps): lr 5e-3 moved the row 2.4 from its start (the two domains' rows lie 14 apart), 3e-2 5.6,
@@ -258,12 +257,7 @@ def fit(model, params, schedule, draw, cfg: PersonalizeConfig, g: torch.Generato
         if not math.isfinite(loss.item()):
             raise DifflabError(f"personalize stopped: the loss became {loss.item()} at step {step + 1} (try a "
                                "lower --lr); nothing was written")
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)  # the teacher's clipping
-        scaler.step(opt)
-        scaler.update()
+        scaled_step(loss, opt, scaler, params, 1.0)  # the teacher's clipping
         avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
         bar.set_postfix(loss=f"{avg:.4f}")
     model.eval()
@@ -308,7 +302,7 @@ def _meta(cfg: PersonalizeConfig, data: ConceptImages, model, digest: str, drops
         "row": {"table": TABLES[cfg.kind], "index": table.base.num_embeddings, "init": "the null row"},
         "condition_dropout": {"drop_both": drops.drop_both, "drop_digit": drops.drop_digit,
                               "drop_domain": drops.drop_domain},
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "machine": machine_line(),
         "date": time.strftime("%Y-%m-%d"),
     }
     if cfg.kind == "domain":

@@ -44,6 +44,7 @@ from difflab.device import (
     move,
     randn,
     resolve_device,
+    scaled_step,
     stream_generator,
 )
 from difflab.diffusion.sampling import DDIMSampler
@@ -343,13 +344,7 @@ class StudentTrainer:
         loss = self.loss(pred.float(), x_t, x_next, k)
         if not torch.isfinite(loss):
             raise DifflabError(f"distill: non-finite loss at step {self.step}; nothing saved")
-        self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()  # a disabled scaler (CPU, bf16, fp32) passes everything through
-        self.scaler.unscale_(self.opt)  # clip the true gradients, not the fp16-scaled ones
-        if self.cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.scaler.step(self.opt)
-        self.scaler.update()
+        scaled_step(loss, self.opt, self.scaler, self.model.parameters(), self.cfg.grad_clip)
         with torch.no_grad():
             d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
             for pe, p in zip(self.ema.parameters(), self.model.parameters()):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from difflab.device import (
     distributed_backend,
     grad_scaler,
     rank_device,
+    scaled_step,
 )
 from difflab.diffusion.schedule import NoiseSchedule
 from difflab.errors import DifflabError
@@ -47,6 +47,7 @@ from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
 from difflab.models.digits import TRAIN_KIND, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet, UNetConfig
+from difflab.runtime import machine_line
 
 
 @dataclass
@@ -216,13 +217,7 @@ class Trainer:
             pred = self.net(x_t, t, digits, domains)
         loss = F.mse_loss(pred.float(), noise)  # DDPM's L_simple (Ho et al. 2020, eq. 14)
         self._stop_if_diverged(loss.item())
-        self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()  # a disabled scaler (CPU, bf16, fp32) passes everything through
-        if cfg.grad_clip:
-            self.scaler.unscale_(self.opt)  # clip the true gradients, not the fp16-scaled ones
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.scaler.step(self.opt)
-        self.scaler.update()
+        scaled_step(loss, self.opt, self.scaler, self.model.parameters(), cfg.grad_clip)
         self._update_ema()
         self.step += 1
         return loss.item()
@@ -251,9 +246,8 @@ class Trainer:
         """The run's own record (`difflab digits info`): training seconds over all legs, the number of
         legs (separate processes that made it; 1 = one uninterrupted curve), machine and date."""
         wall = self.wall_before + (self.clock() - self.leg_start)
-        cpu = platform.processor() or platform.machine()
-        return {"wall_s": round(wall, 1), "legs": self.legs, "machine": f"{cpu}, {os.cpu_count()} cores, "
-                f"{self.world} process(es), torch {torch.__version__}", "date": time.strftime("%Y-%m-%d"),
+        return {"wall_s": round(wall, 1), "legs": self.legs, "machine": machine_line(self.world),
+                "date": time.strftime("%Y-%m-%d"),
                 "total_steps": self.total_steps, "time_budget_min": self.cfg.time_budget}
 
     def _meta(self) -> dict:
