@@ -342,12 +342,12 @@ class Trainer:
     # -- the time budget -----------------------------------------------------------------------------------
     def _fit_steps_to_budget(self, budget_s: float, s_per_step: float) -> int:
         """Total steps that fit the budget at the measured step time (rank 0's estimate, shared so every
-        rank runs the same curve); at least one step past now and past the warm-up."""
+        rank runs the same curve); at least one step past now."""
         left = budget_s - (self.wall_before + self.clock() - self.leg_start)
         total = torch.tensor([float(self.step + max(1, int(left / max(s_per_step, 1e-9))))], device=self.comm)
         if self.world > 1:
             dist.broadcast(total, src=0)
-        return max(int(total.item()), self.step + 1, min(self.cfg.warmup_steps + 1, self.step + 1))
+        return max(int(total.item()), self.step + 1)
 
     def _agree(self, flag: bool) -> bool:
         """Rank 0's clock decides for all (ranks' clocks differ by a step; all must stop at the same step)."""
