@@ -196,6 +196,7 @@ class Trainer:
         self.total_steps = cfg.steps  # with --time-budget: fitted to the budget after the calibration steps
         self.clock = time.time  # wall clock of the budget and the run record (a test can drive it)
         self.leg_start, self.wall_before, self.legs = self.clock(), 0.0, 1  # resume() adds earlier legs
+        self.saved_run: dict | None = None  # the run record of the last checkpoint written
         self.images, self.digits, self.domains = data if data is not None else load_training_data(cfg)
         self.ckpt_path = Path(cfg.out_dir) / "checkpoint.safetensors"
 
@@ -252,8 +253,9 @@ class Trainer:
 
     def _meta(self) -> dict:
         c = asdict(self.cfg)
+        self.saved_run = self.train_run()
         return {"kind": TRAIN_KIND, "unet": self.cfg.unet.to_dict(), "step": self.step, "train": c,
-                "train_run": self.train_run(),
+                "train_run": self.saved_run,
                 "schedule": self.schedule.to_dict(),
                 "world_size": self.world}
 
@@ -383,8 +385,11 @@ class Trainer:
         bar.close()
         self._check_replicas_agree()
         if self.rank == 0:
+            # the final checkpoint's record, not a later clock: a resume starts from that checkpoint's
+            # seconds, so the EMA file and its resumed successor must count the same way
+            run = self.saved_run if self.saved_run is not None else self.train_run()
             save_digit_model(Path(cfg.out_dir) / "ema.safetensors", self.ema, self.schedule,
-                             {"train": asdict(cfg), "step": self.step, "train_run": self.train_run()})
+                             {"train": asdict(cfg), "step": self.step, "train_run": run})
 
 
 def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True, overwrite: bool = False
