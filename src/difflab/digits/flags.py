@@ -95,6 +95,11 @@ TRAIN = {
     "time_budget": Flag("minutes of training: the step count (and the cosine) is fitted to it after 20 timed "
                         "steps, replacing --steps, and the run stops with a saved checkpoint when time is up",
                         shown="none: --steps decides"),
+    "loss_weighting": Flag("eps: DDPM's plain epsilon MSE; min-snr: Min-SNR-gamma weights min(SNR, gamma) / SNR "
+                           "(Hang et al. 2023; docs/RESULTS.md's recipe search)", choices=("eps", "min-snr")),
+    "min_snr_gamma": "gamma of --loss-weighting min-snr",
+    "snapshot_minutes": Flag("also keep the EMA weights every this many minutes of training as "
+                             "OUT/snapshots/ema_{M}min.safetensors (a time-to-quality curve)", shown="none"),
 }
 TRAIN_SKIP = ("unet",)
 

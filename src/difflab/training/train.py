@@ -77,6 +77,13 @@ class TrainConfig:
     # minutes of training: the run measures its step time during warm-up, fits the number of steps (and so
     # the cosine) to the budget, records that number, and stops with a saved checkpoint when time is up
     time_budget: float | None = None
+    # "eps": DDPM's L_simple; "min-snr": each timestep's epsilon MSE weighted by min(SNR_t, gamma) / SNR_t
+    # (Hang et al. 2023, Min-SNR-gamma: low-noise steps, whose gradients fight the others', count less)
+    loss_weighting: str = "eps"
+    min_snr_gamma: float = 5.0
+    # every this many minutes of run time, also keep the EMA weights as OUT/snapshots/ema_{M}min.safetensors
+    # (a time-to-quality curve from one run; docs/RESULTS.md)
+    snapshot_minutes: float | None = None
 
     def __post_init__(self):
         """Refuse impossible settings when the config is built, so CLI, API and report share one check."""
@@ -96,6 +103,11 @@ class TrainConfig:
         if self.drop_both + self.drop_digit + self.drop_domain > 1:
             raise DifflabError("--drop-both + --drop-digit + --drop-domain must be at most 1, got "
                                f"{self.drop_both + self.drop_digit + self.drop_domain:g}")
+        if self.loss_weighting not in ("eps", "min-snr"):
+            raise DifflabError(f"unknown --loss-weighting {self.loss_weighting!r} (eps or min-snr)")
+        check_number("min_snr_gamma", self.min_snr_gamma, 0, low_open=True)
+        if self.snapshot_minutes is not None:
+            check_number("snapshot_minutes", self.snapshot_minutes, 0, 7 * 24 * 60, low_open=True)
         if self.schedule not in ("linear", "scaled_linear", "cosine"):
             raise DifflabError(f"unknown --schedule {self.schedule!r} (linear, scaled_linear or cosine)")
         check_device(self.device)
@@ -103,7 +115,7 @@ class TrainConfig:
 
 # the files a run writes into its --out-dir; an existing one is never replaced without --resume/--overwrite,
 # and other files there are never touched (scripts/train_release.sh keeps its classifiers in the folder)
-RUN_FILES = ("checkpoint.safetensors", "ema.safetensors")
+RUN_FILES = ("checkpoint.safetensors", "ema.safetensors", "snapshots")
 # steps timed before --time-budget fits the run's length: inside the default 200 warm-up steps, whose
 # learning rates do not depend on the total, so the fit changes nothing already done
 BUDGET_CALIBRATION_STEPS = 20
@@ -197,6 +209,7 @@ class Trainer:
         self.clock = time.time  # wall clock of the budget and the run record (a test can drive it)
         self.leg_start, self.wall_before, self.legs = self.clock(), 0.0, 1  # resume() adds earlier legs
         self.saved_run: dict | None = None  # the run record of the last checkpoint written
+        self.snapshot_done = 0.0  # minutes of the last --snapshot-minutes file this process wrote
         self.images, self.digits, self.domains = data if data is not None else load_training_data(cfg)
         self.ckpt_path = Path(cfg.out_dir) / "checkpoint.safetensors"
 
@@ -216,12 +229,23 @@ class Trainer:
             group["lr"] = lr_at(self.step, cfg, self.total_steps)
         with autocast(dev, cfg.bf16):
             pred = self.net(x_t, t, digits, domains)
-        loss = F.mse_loss(pred.float(), noise)  # DDPM's L_simple (Ho et al. 2020, eq. 14)
+        loss = self._loss(pred.float(), noise, t)
         self._stop_if_diverged(loss.item())
         scaled_step(loss, self.opt, self.scaler, self.model.parameters(), cfg.grad_clip)
         self._update_ema()
         self.step += 1
         return loss.item()
+
+    def _loss(self, pred: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Epsilon MSE (B, 3, 28, 28) -> scalar: DDPM's L_simple (Ho et al. 2020, eq. 14), or per-sample
+        Min-SNR-gamma weights min(SNR_t, gamma) / SNR_t for epsilon prediction (Hang et al. 2023, eq. 7
+        and sec. 3.4), SNR_t = alpha_bar_t / (1 - alpha_bar_t): 1 where the noise dominates, < 1 near t = 0."""
+        if self.cfg.loss_weighting == "eps":
+            return F.mse_loss(pred, noise)
+        a_bar = self.schedule.alphas_cumprod.to(pred.device)[t]
+        snr = a_bar / (1 - a_bar)
+        weight = snr.clamp(max=self.cfg.min_snr_gamma) / snr
+        return (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
 
     def _stop_if_diverged(self, loss: float) -> None:
         """Stop before the weights take a non-finite step; all ranks decide together (one rank raising
@@ -359,6 +383,21 @@ class Trainer:
         dist.broadcast(t, src=0)
         return bool(t.item())
 
+    def _snapshot_if_due(self) -> None:
+        """Keep the EMA weights each time the run's seconds (all legs) pass a multiple of --snapshot-minutes:
+        OUT/snapshots/ema_{M}min.safetensors, with the step and run record (`digits info` reads them)."""
+        minutes, wall = self.cfg.snapshot_minutes, self.wall_before + self.clock() - self.leg_start
+        due = int(wall // (minutes * 60)) * minutes  # the latest multiple of M reached, in minutes
+        earlier_legs = int(self.wall_before // (minutes * 60)) * minutes  # a resumed run kept those
+        if due <= max(self.snapshot_done, earlier_legs):
+            return
+        self.snapshot_done = due
+        path = Path(self.cfg.out_dir) / "snapshots" / f"ema_{due:g}min.safetensors"
+        path.parent.mkdir(exist_ok=True)
+        run = {**self.train_run(), "wall_s": round(wall, 1)}
+        save_digit_model(path, self.ema, self.schedule, {"train": asdict(self.cfg), "step": self.step,
+                                                        "train_run": run})
+
     # -- the loop ------------------------------------------------------------------------------------------
     def fit(self, progress: bool = True) -> None:
         cfg = self.cfg
@@ -380,6 +419,8 @@ class Trainer:
             out_of_time = budget is not None and self._agree(self.wall_before + self.clock() - self.leg_start >= budget)
             if self.step % cfg.ckpt_every == 0 or self.step == self.total_steps or out_of_time:
                 self.save()
+            if cfg.snapshot_minutes is not None and self.rank == 0:
+                self._snapshot_if_due()
             if out_of_time:
                 break
         bar.close()

@@ -1,0 +1,146 @@
+"""Recipe search for the digit teacher at equal training budgets (issue 11): one fixed evaluation per run.
+
+Every row trains from scratch with `difflab digits train --time-budget B --snapshot-minutes S` (the step
+count and its cosine fitted to B minutes of this machine), alone on the machine, one row at a time; then
+every snapshot and the final EMA weights are judged the same way: `digits generate` at its defaults
+(DDIM 20 steps, guidance 3, seed 0), 20 images per digit and domain (200 per domain), own-classifier
+accuracy and Fréchet distance per domain (`digits eval`). The time-to-quality points (minutes, accuracy,
+Fréchet) of every row go to the JSON and the plot.
+
+Resumable: a row whose run finished is not trained again (delete its folder to redo it), an evaluated
+file (same size and mtime) is not evaluated again; an unfinished row is trained again from scratch.
+
+    nohup .venv/bin/python benchmarks/bench_train_recipes.py --budget 10 > runs/recipes.log 2>&1 &
+    .venv/bin/python benchmarks/bench_train_recipes.py --eval-only      # table + plot from what exists
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator settings
+
+_malloc.ensure()
+
+from difflab.digits.evaluate import evaluate  # noqa: E402
+from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E402
+from difflab.io import load_checkpoint  # noqa: E402
+from difflab.models.digits import load_digit_model  # noqa: E402
+from difflab.runtime import finish_machine, machine  # noqa: E402
+from difflab.training.quality import plot_time_to_quality  # noqa: E402
+
+# name -> (what changes against the baseline, `digits train` flags); the first row is today's recipe
+ROWS = {
+    "baseline": ("today's recipe: eps MSE, lr 5e-4, batch 128, 2 res blocks, EMA 0.999", []),
+    "min-snr": ("Min-SNR-5 loss weighting", ["--loss-weighting", "min-snr"]),
+    "min-snr-lr1e-3": ("Min-SNR-5, lr 1e-3", ["--loss-weighting", "min-snr", "--lr", "1e-3"]),
+    "min-snr-1block": ("Min-SNR-5, 1 res block per level (cheaper steps, more of them)",
+                       ["--loss-weighting", "min-snr", "--num-res-blocks", "1"]),
+    "min-snr-batch64": ("Min-SNR-5, batch 64 (twice the steps)", ["--loss-weighting", "min-snr", "--batch-size", "64"]),
+    "min-snr-ema995": ("Min-SNR-5, EMA 0.995 (a shorter average for a short run)",
+                       ["--loss-weighting", "min-snr", "--ema-decay", "0.995"]),
+}
+
+
+def train_row(root: Path, name: str, flags: list[str], budget: float, snapshot: float) -> None:
+    out = root / name
+    if (out / "ema.safetensors").exists() and run_record(out / "ema.safetensors").get("wall_s", 0) >= budget * 60 - 5:
+        print(f"{name}: trained already ({out})", flush=True)
+        return
+    cmd = [sys.executable, "-m", "difflab.cli", "digits", "train", "--out-dir", str(out), "--seed", "0",
+           "--time-budget", f"{budget:g}", "--snapshot-minutes", f"{snapshot:g}", "--overwrite", *flags]
+    print("$ " + " ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def run_record(path: Path) -> dict:
+    meta = load_checkpoint(path)[1]
+    return {**meta.get("train_run", {}), "step": meta.get("step")}
+
+
+def score_file(path: Path, per_digit: int, cache: dict) -> dict:
+    """The fixed evaluation of one weights file (cached by size and mtime)."""
+    key = f"{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
+    if key in cache:
+        return cache[key]
+    model, schedule, _ = load_digit_model(str(path))
+    cfg = resolve(GenerateConfig(per_digit=per_digit, model=str(path)), model)
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp) / "g", model, schedule, cfg, overwrite=True, progress=False)
+        res = evaluate(Path(tmp) / "g")
+    run = run_record(path)
+    cache[key] = {"file": str(path), "minutes": run["wall_s"] / 60, "step": run["step"],
+                  "acc": {m: d["acc"] for m, d in res["domains"].items()},
+                  "fd": {m: d["fd_generated_vs_real"] for m, d in res["domains"].items()},
+                  "fd_real_vs_real": {m: d["fd_real_vs_real"] for m, d in res["domains"].items()}}
+    print(f"  {path}: {cache[key]['minutes']:.1f} min, step {run['step']}, acc {cache[key]['acc']}, "
+          f"FD {cache[key]['fd']}", flush=True)
+    return cache[key]
+
+
+def evaluate_row(root: Path, name: str, per_digit: int, cache: dict) -> dict | None:
+    out = root / name
+    if not (out / "ema.safetensors").exists():
+        return None
+    final_min = run_record(out / "ema.safetensors")["wall_s"] / 60
+    snaps = sorted((out / "snapshots").glob("ema_*min.safetensors"), key=lambda p: float(p.stem[4:-3]))
+    snaps = [p for p in snaps if float(p.stem[4:-3]) < final_min - 0.5]  # the last one is the final's twin
+    curve = [score_file(p, per_digit, cache) for p in [*snaps, out / "ema.safetensors"]]
+    run = run_record(out / "ema.safetensors")
+    return {"name": name, "what": ROWS[name][0], "flags": ROWS[name][1], "steps": run["step"],
+            "wall_s": run["wall_s"], "s_per_step": run["wall_s"] / max(1, run["step"]),
+            "final": curve[-1], "curve": curve}
+
+
+def print_table(rows: list[dict], budget: float, per_digit: int) -> None:
+    head = (f"{'recipe':<18} {'steps':>6} {'s/step':>6} {'acc MNIST-M':>11} {'acc SVHN':>8} {'FD MNIST-M':>10} "
+            f"{'FD SVHN':>8}  flags")
+    print(f"\n{budget:g}-minute runs, fixed evaluation (DDIM 20, guidance 3, {10 * per_digit} images per "
+          f"domain)\n{head}\n" + "-" * len(head))
+    for r in rows:
+        f = r["final"]
+        print(f"{r['name']:<18} {r['steps']:>6} {r['s_per_step']:>6.2f} {f['acc']['mnistm']:>11.3f} "
+              f"{f['acc']['svhn']:>8.3f} {f['fd']['mnistm']:>10.3f} {f['fd']['svhn']:>8.3f}  {' '.join(r['flags'])}")
+    rr = rows[0]["final"]["fd_real_vs_real"]
+    print(f"Fréchet real vs real at this sample size: MNIST-M {rr['mnistm']:.3f}, SVHN {rr['svhn']:.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--budget", type=float, default=10.0, help="training minutes per row")
+    ap.add_argument("--snapshot", type=float, default=5.0, help="minutes between snapshots")
+    ap.add_argument("--per-digit", type=int, default=20)
+    ap.add_argument("--only", default=None, help="comma-separated row names (default: all)")
+    ap.add_argument("--root", default="runs/recipes")
+    ap.add_argument("--eval-only", action="store_true", help="train nothing; evaluate what exists")
+    ap.add_argument("--out", default="benchmarks/results/train_recipes.json")
+    ap.add_argument("--plot", default="docs/results/train_time_to_quality.png")
+    args = ap.parse_args()
+    names = list(ROWS) if args.only is None else args.only.split(",")
+    root, out = Path(args.root), Path(args.out)
+    old = json.loads(out.read_text()) if out.exists() else {}
+    cache = old.get("cache", {})
+    info = machine()
+    for name in names:
+        if not args.eval_only:
+            train_row(root, name, ROWS[name][1], args.budget, args.snapshot)
+        evaluate_row(root, name, args.per_digit, cache)  # right away: a crash later keeps these scores
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**old, "cache": cache}, indent=2))
+    rows = [r for r in (evaluate_row(root, n, args.per_digit, cache) for n in ROWS) if r is not None]
+    print_table(rows, args.budget, args.per_digit)
+    result = {"machine": finish_machine(info), "budget_min": args.budget, "snapshot_min": args.snapshot,
+              "per_digit": args.per_digit, "evaluation": "digits generate defaults (DDIM 20, guidance 3, seed 0) + "
+              "digits eval", "rows": rows, "cache": cache}
+    out.write_text(json.dumps(result, indent=2))
+    plot_time_to_quality({r["name"]: r["curve"] for r in rows}, args.plot)
+    print(f"\nwrote {out} and {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

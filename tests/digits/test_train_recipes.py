@@ -1,0 +1,123 @@
+"""The recipe-search levers of `digits train` (issue 11): Min-SNR-gamma loss weighting and EMA snapshots."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from difflab.cli import main
+from difflab.errors import DifflabError
+from difflab.io import load_checkpoint
+from difflab.training.train import TrainConfig, Trainer
+
+from .conftest import TINY
+
+
+def _data(n=16):
+    g = torch.Generator().manual_seed(0)
+    return (torch.randint(0, 256, (n, 3, 28, 28), generator=g, dtype=torch.uint8),
+            torch.randint(0, 10, (n,), generator=g), torch.randint(0, 2, (n,), generator=g))
+
+
+def _trainer(out, steps=7, **kw):
+    cfg = TrainConfig(out_dir=str(out), steps=steps, batch_size=4, unet=TINY, ckpt_every=3, bf16=False,
+                      warmup_steps=1, **kw)
+    return Trainer(cfg, _data())
+
+
+def test_min_snr_loss_is_the_papers_weighting(tmp_path):
+    """min(SNR_t, gamma) / SNR_t per sample, from alpha_bar computed here in float64: 1 at high noise,
+    gamma / SNR_t at low noise, and the plain epsilon MSE when gamma exceeds every SNR."""
+    tr = _trainer(tmp_path, loss_weighting="min-snr", min_snr_gamma=5.0)
+    g = torch.Generator().manual_seed(1)
+    pred, noise = torch.randn(4, 3, 28, 28, generator=g), torch.randn(4, 3, 28, 28, generator=g)
+    t = torch.tensor([0, 50, 400, 999])
+    betas = np.linspace(1e-4, 0.02, 1000, dtype=np.float64)  # the linear schedule, built independently
+    a_bar = np.cumprod(1 - betas)[t.numpy()]
+    snr = a_bar / (1 - a_bar)
+    weight = np.minimum(snr, 5.0) / snr
+    assert weight[-1] == 1.0 and weight[0] == pytest.approx(5.0 / snr[0]) and weight[0] < 1e-3
+    per_sample = ((pred - noise) ** 2).mean(dim=(1, 2, 3)).double().numpy()
+    assert tr._loss(pred, noise, t).item() == pytest.approx(float((weight * per_sample).mean()), rel=1e-4)
+    huge = _trainer(tmp_path / "huge", loss_weighting="min-snr", min_snr_gamma=1e12)
+    plain = _trainer(tmp_path / "plain")
+    assert huge._loss(pred, noise, t).item() == pytest.approx(plain._loss(pred, noise, t).item(), rel=1e-5)
+    assert plain._loss(pred, noise, t).item() == pytest.approx(torch.nn.functional.mse_loss(pred, noise).item())
+
+
+def test_min_snr_changes_the_training_but_not_its_randomness(tmp_path):
+    """Same seed: same batches, so the two weightings differ in the update only (and do differ)."""
+    a, b = _trainer(tmp_path / "a", steps=2), _trainer(tmp_path / "b", steps=2, loss_weighting="min-snr")
+    a.fit(progress=False)
+    b.fit(progress=False)
+    assert torch.equal(a.gen.get_state(), b.gen.get_state())
+    pa = torch.cat([p.flatten() for p in a.model.parameters()])
+    pb = torch.cat([p.flatten() for p in b.model.parameters()])
+    assert not torch.equal(pa, pb)
+
+
+def _driven(tr, seconds_per_step=10.0, start=0.0):
+    """The run's clock moves only with its steps (machine speed does not matter)."""
+    first = tr.step
+    tr.clock = lambda: start + seconds_per_step * (tr.step - first)
+    tr.leg_start = tr.clock()
+    return tr
+
+
+def test_snapshots_every_m_minutes_and_a_resume_keeps_the_earlier_ones(tmp_path):
+    tr = _driven(_trainer(tmp_path, steps=7, snapshot_minutes=0.5))  # 10 s per step: a snapshot per 3 steps
+    tr.fit(progress=False)
+    snaps = tmp_path / "snapshots"
+    assert sorted(p.name for p in snaps.iterdir()) == ["ema_0.5min.safetensors", "ema_1min.safetensors"]
+    t05, m05 = load_checkpoint(snaps / "ema_0.5min.safetensors")
+    assert m05["step"] == 3 and m05["train_run"]["wall_s"] == 30.0
+    assert load_checkpoint(snaps / "ema_1min.safetensors")[1]["step"] == 6
+    final = load_checkpoint(tmp_path / "ema.safetensors")[0]
+    assert any(not torch.equal(t05[k], final[k]) for k in final)  # the snapshot is the EMA of its own time
+    before = (snaps / "ema_1min.safetensors").stat().st_mtime_ns
+    second = _trainer(tmp_path, steps=10, snapshot_minutes=0.5)
+    second.resume("latest")  # from step 7 at 70 s
+    _driven(second).fit(progress=False)
+    assert (snaps / "ema_1min.safetensors").stat().st_mtime_ns == before
+    assert load_checkpoint(snaps / "ema_1.5min.safetensors")[1]["step"] == 9  # 70 s + 2 steps = 90 s
+
+
+def test_fresh_run_refuses_a_folder_with_snapshots(tmp_path):
+    (tmp_path / "run" / "snapshots").mkdir(parents=True)
+    assert main(["digits", "train", "--out-dir", str(tmp_path / "run"), "--steps", "1"]) == 2
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("loss_weighting", "snr", "unknown --loss-weighting 'snr'"), ("min_snr_gamma", 0.0, "--min-snr-gamma"),
+    ("snapshot_minutes", 0.0, "--snapshot-minutes"), ("snapshot_minutes", float("inf"), "--snapshot-minutes"),
+])
+def test_config_refuses_bad_recipe_settings(field, value, message):
+    with pytest.raises(DifflabError, match=message):
+        TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("flags", [["--loss-weighting", "snr"], ["--min-snr-gamma", "-1"],
+                                   ["--snapshot-minutes", "nan"]])
+def test_cli_bad_recipe_flags_are_one_line(tmp_path, capsys, flags):
+    try:
+        rc = main(["digits", "train", "--out-dir", str(tmp_path / "run"), *flags])
+    except SystemExit as e:  # argparse refuses a value outside --loss-weighting's choices itself
+        rc = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and flags[0] in err[0] and not (tmp_path / "run").exists()
+
+
+def test_time_to_quality_plot_draws_every_curve(tmp_path):
+    from difflab.training.quality import plot_time_to_quality
+
+    def point(minutes, acc, fd):
+        return {"minutes": minutes, "step": 1, "acc": {"mnistm": acc, "svhn": acc},
+                "fd": {"mnistm": fd, "svhn": fd}, "fd_real_vs_real": {"mnistm": 0.4, "svhn": 0.4}}
+
+    curves = {"old": [point(5, 0.5, 9.0), point(10, 0.7, 3.0)], "new": [point(5, 0.8, 2.0), point(10, 0.99, 0.6)]}
+    plot_time_to_quality(curves, tmp_path / "q.png", "t")
+    image = np.asarray(Image.open(tmp_path / "q.png").convert("RGB"))
+    assert image.shape[0] > 300 and image.shape[1] > 600
+    colours = {tuple(c) for c in image.reshape(-1, 3)[::7]}
+    assert (31, 119, 180) in colours and (255, 127, 14) in colours  # matplotlib's first two line colours
