@@ -20,19 +20,14 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator settings
 
 _malloc.ensure()
 
-from difflab.digits.evaluate import evaluate  # noqa: E402
-from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E402
-from difflab.io import load_checkpoint  # noqa: E402
-from difflab.models.digits import load_digit_model  # noqa: E402
+from difflab.digits.quality import plot_time_to_quality, quality_point, run_record  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
-from difflab.training.quality import plot_time_to_quality  # noqa: E402
 
 # name -> (what changes against the baseline, `digits train` flags); the first row is today's recipe
 ROWS = {
@@ -58,28 +53,13 @@ def train_row(root: Path, name: str, flags: list[str], budget: float, snapshot: 
     subprocess.run(cmd, check=True)
 
 
-def run_record(path: Path) -> dict:
-    meta = load_checkpoint(path)[1]
-    return {**meta.get("train_run", {}), "step": meta.get("step")}
-
-
 def score_file(path: Path, per_digit: int, cache: dict) -> dict:
     """The fixed evaluation of one weights file (cached by size and mtime)."""
     key = f"{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
-    if key in cache:
-        return cache[key]
-    model, schedule, _ = load_digit_model(str(path))
-    cfg = resolve(GenerateConfig(per_digit=per_digit, model=str(path)), model)
-    with tempfile.TemporaryDirectory() as tmp:
-        generate(Path(tmp) / "g", model, schedule, cfg, overwrite=True, progress=False)
-        res = evaluate(Path(tmp) / "g")
-    run = run_record(path)
-    cache[key] = {"file": str(path), "minutes": run["wall_s"] / 60, "step": run["step"],
-                  "acc": {m: d["acc"] for m, d in res["domains"].items()},
-                  "fd": {m: d["fd_generated_vs_real"] for m, d in res["domains"].items()},
-                  "fd_real_vs_real": {m: d["fd_real_vs_real"] for m, d in res["domains"].items()}}
-    print(f"  {path}: {cache[key]['minutes']:.1f} min, step {run['step']}, acc {cache[key]['acc']}, "
-          f"FD {cache[key]['fd']}", flush=True)
+    if key not in cache:
+        cache[key] = quality_point(path, per_digit)
+        print(f"  {path}: {cache[key]['minutes']:.1f} min, step {cache[key]['step']}, acc {cache[key]['acc']}, "
+              f"FD {cache[key]['fd']}", flush=True)
     return cache[key]
 
 

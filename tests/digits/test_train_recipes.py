@@ -82,9 +82,15 @@ def test_snapshots_every_m_minutes_and_a_resume_keeps_the_earlier_ones(tmp_path)
     assert load_checkpoint(snaps / "ema_1.5min.safetensors")[1]["step"] == 9  # 70 s + 2 steps = 90 s
 
 
-def test_fresh_run_refuses_a_folder_with_snapshots(tmp_path):
+def test_fresh_run_refuses_a_folder_with_snapshots_and_overwrite_drops_them(tmp_path):
     (tmp_path / "run" / "snapshots").mkdir(parents=True)
-    assert main(["digits", "train", "--out-dir", str(tmp_path / "run"), "--steps", "1"]) == 2
+    (tmp_path / "run" / "snapshots" / "ema_60min.safetensors").write_bytes(b"old run")
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    args = ["digits", "train", "--out-dir", str(tmp_path / "run"), "--steps", "1", "--batch-size", "2",
+            "--train-size", "4", "--base-channels", "8", "--channel-mults", "1", "--num-res-blocks", "1"]
+    assert main(args) == 2
+    assert main([*args, "--overwrite"]) == 0
+    assert not (tmp_path / "run" / "snapshots").exists() and (tmp_path / "run" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -109,7 +115,7 @@ def test_cli_bad_recipe_flags_are_one_line(tmp_path, capsys, flags):
 
 
 def test_time_to_quality_plot_draws_every_curve(tmp_path):
-    from difflab.training.quality import plot_time_to_quality
+    from difflab.digits.quality import plot_time_to_quality
 
     def point(minutes, acc, fd):
         return {"minutes": minutes, "step": 1, "acc": {"mnistm": acc, "svhn": acc},

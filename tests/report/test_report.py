@@ -39,15 +39,15 @@ def test_page_figures_captions_and_links(report_run):
     for f in figures:  # each says what it shows and how to get it again
         caption = re.search(r"<figcaption>(.*?)</figcaption>", f, re.S).group(1)
         assert len(caption) > 150 and "difflab " in caption, caption
-    for anchor in ("digits", "reverse", "sweep", "fewstep", "personalize", "eta", "interpolation", "inversion",
-                   "zeroshot", "ti", "run"):
+    for anchor in ("digits", "reverse", "sweep", "training", "fewstep", "personalize", "eta", "interpolation",
+                   "inversion", "zeroshot", "ti", "run"):
         assert f'<section id="{anchor}">' in page
     assert "https://" not in page and "http://" not in page and "<script" not in page
     assert "pixel-identical" in page and "DIFFERENT" not in page
     data = json.loads((out / "report.json").read_text())
     assert data["numbers"]["reverse"]["identical_to_generated"] == {"mnistm": True, "svhn": True}
-    assert set(data["sections"]) == {"digits", "reverse", "sweep", "fewstep", "personalize", "eta", "interpolation",
-                                     "inversion", "zeroshot", "ti"}
+    assert set(data["sections"]) == {"digits", "reverse", "sweep", "training", "fewstep", "personalize", "eta",
+                                     "interpolation", "inversion", "zeroshot", "ti"}
     assert [r["nfe_per_image"] for r in data["numbers"]["fewstep"]["candidates"]][::3] == [40, 4]
     assert data["total_s"] >= sum(data["sections"].values()) and data["machine"]["cores"] >= 1
     assert len(data["numbers"]["sweep"]) == len(cfg.sweep_scales)

@@ -80,11 +80,12 @@ def _check_inputs(cfg: ReportConfig, model_path, classifiers, clip, zeroshot, la
 def _plan(zs, ti) -> list[tuple]:
     """(key, heading, section function) in page order; CLIP and TI sections only when given inputs."""
     from difflab.report import ddim as ddim_sections
-    from difflab.report import digits, extras, fewstep, personalize
+    from difflab.report import digits, extras, fewstep, personalize, training
 
     plan = [("digits", "Generated digits and their accuracy", digits.grids_and_table),
             ("reverse", "The reverse process", digits.reverse),
             ("sweep", "Guidance sweep: correctness vs diversity", digits.sweep),
+            ("training", "Training: the model's record and time to quality", training.training),
             ("fewstep", "Few-step sampling: quality vs network evaluations", fewstep.fewstep),
             ("personalize", "Personalizing the digit model: new styles and a symbol", personalize.personalize),
             ("eta", "DDIM: the eta grid", ddim_sections.eta_grid),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -448,6 +449,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True, ov
     trainer = None
     try:
         with folder:  # a refused folder changes nothing in the process, so the settings come after it
+            if rank == 0 and overwrite and not resume:  # the replaced run's snapshots would mix with this one's
+                shutil.rmtree(Path(cfg.out_dir) / "snapshots", ignore_errors=True)
             # the node's cores are shared by the processes on this node (LOCAL_WORLD_SIZE), not the world
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
             np.seterr(all="ignore")
