@@ -106,7 +106,7 @@ class TrainConfig:
                                f"{self.drop_both + self.drop_digit + self.drop_domain:g}")
         if self.loss_weighting not in ("eps", "min-snr"):
             raise DifflabError(f"unknown --loss-weighting {self.loss_weighting!r} (eps or min-snr)")
-        check_number("min_snr_gamma", self.min_snr_gamma, 0, low_open=True)
+        check_number("min_snr_gamma", self.min_snr_gamma, 0, 1e6, low_open=True)  # above max SNR (1e4): eps
         if self.snapshot_minutes is not None:
             check_number("snapshot_minutes", self.snapshot_minutes, 0, 7 * 24 * 60, low_open=True)
         if self.schedule not in ("linear", "scaled_linear", "cosine"):
