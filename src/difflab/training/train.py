@@ -245,7 +245,7 @@ class Trainer:
             return F.mse_loss(pred, noise)
         a_bar = self.schedule.alphas_cumprod.to(pred.device)[t]
         snr = a_bar / (1 - a_bar)
-        weight = snr.clamp(max=self.cfg.min_snr_gamma) / snr
+        weight = (self.cfg.min_snr_gamma / snr).clamp(max=1.0)  # = min(SNR, gamma) / SNR, finite at SNR 0
         return (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
 
     def _stop_if_diverged(self, loss: float) -> None:
