@@ -45,6 +45,16 @@ def test_min_snr_loss_is_the_papers_weighting(tmp_path):
     assert plain._loss(pred, noise, t).item() == pytest.approx(torch.nn.functional.mse_loss(pred, noise).item())
 
 
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear", "cosine"])
+def test_min_snr_weights_are_finite_and_in_0_1_on_every_schedule(tmp_path, schedule):
+    """Every timestep of every schedule, the cosine's last ones (SNR near 0) included."""
+    tr = _trainer(tmp_path, loss_weighting="min-snr", schedule=schedule)
+    t = torch.arange(1000)
+    pred, noise = torch.ones(1000, 3, 28, 28), torch.zeros(1000, 3, 28, 28)  # per-sample MSE 1: loss = mean weight
+    loss = tr._loss(pred, noise, t)
+    assert torch.isfinite(loss) and 0 < loss.item() <= 1
+
+
 def test_min_snr_changes_the_training_but_not_its_randomness(tmp_path):
     """Same seed: same batches, so the two weightings differ in the update only (and do differ)."""
     a, b = _trainer(tmp_path / "a", steps=2), _trainer(tmp_path / "b", steps=2, loss_weighting="min-snr")

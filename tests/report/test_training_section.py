@@ -48,8 +48,9 @@ def make_ctx(tmp_path, model_file, classifiers, data_root) -> Context:
     model, schedule, _ = load_digit_model(model_file)
     stage = tmp_path / "report"
     stage.mkdir()
-    return Context(stage, str(stage), ReportConfig(per_digit=1, invert_count=1), str(model_file), model, schedule, classifiers,
-                   str(data_root), progress=False, report_command="difflab report OUT")
+    cfg = ReportConfig(per_digit=1, invert_count=1)
+    return Context(stage, str(stage), cfg, str(model_file), model, schedule, classifiers, str(data_root),
+                   progress=False, report_command="difflab report OUT")
 
 
 def rows(section: str) -> list[list[str]]:
