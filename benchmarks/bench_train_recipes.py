@@ -27,6 +27,7 @@ import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator se
 _malloc.ensure()
 
 from difflab.digits.quality import plot_time_to_quality, quality_point, run_record  # noqa: E402
+from difflab.models.digits import model_path  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
 
 # name -> (what changes against the baseline, `digits train` flags); the first row is today's recipe
@@ -77,6 +78,22 @@ def evaluate_row(root: Path, name: str, per_digit: int, cache: dict) -> dict | N
             "final": curve[-1], "curve": curve}
 
 
+def old_vs_new(release: Path, rows: list[dict], per_digit: int, cache: dict) -> dict[str, list[dict]]:
+    """Curves of the old recipe (its 10-minute row, then the shipped teacher: 9000 steps in three legs) and
+    of the release run (its snapshots and final weights; the gate's own points when gate.json has them:
+    the same function with the same arguments)."""
+    baseline = next(r for r in rows if r["name"] == "baseline")
+    shipped = score_file(model_path("teacher"), per_digit, cache)
+    gate = release / "gate.json"
+    if gate.is_file() and per_digit == 20:
+        curve = json.loads(gate.read_text())["curve"]
+    else:
+        snaps = sorted((release / "snapshots").glob("ema_*min.safetensors"), key=lambda p: float(p.stem[4:-3]))
+        curve = [score_file(p, per_digit, cache) for p in [*snaps, release / "ema.safetensors"]]
+    return {"old recipe (10-min row, then the shipped teacher)": [*baseline["curve"], shipped],
+            f"release recipe ({release})": curve}
+
+
 def print_table(rows: list[dict], budget: float, per_digit: int) -> None:
     head = (f"{'recipe':<18} {'steps':>6} {'s/step':>6} {'acc MNIST-M':>11} {'acc SVHN':>8} {'FD MNIST-M':>10} "
             f"{'FD SVHN':>8}  flags")
@@ -100,6 +117,9 @@ def main() -> None:
     ap.add_argument("--eval-only", action="store_true", help="train nothing; evaluate what exists")
     ap.add_argument("--out", default="benchmarks/results/train_recipes.json")
     ap.add_argument("--plot", default="docs/results/train_time_to_quality.png")
+    ap.add_argument("--release", default=None, help="a scripts/train_release.sh run folder: also plot the old "
+                    "recipe (baseline row + the shipped teacher) against its curve")
+    ap.add_argument("--release-plot", default="docs/results/train_old_vs_new.png")
     args = ap.parse_args()
     names = list(ROWS) if args.only is None else args.only.split(",")
     root, out = Path(args.root), Path(args.out)
@@ -120,6 +140,12 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2))
     plot_time_to_quality({r["name"]: r["curve"] for r in rows}, args.plot)
     print(f"\nwrote {out} and {args.plot}")
+    if args.release:
+        result["old_vs_new"] = old_vs_new(Path(args.release), rows, args.per_digit, cache)
+        out.write_text(json.dumps(result, indent=2))
+        plot_time_to_quality(result["old_vs_new"], args.release_plot,
+                             f"old recipe vs {args.release} ({10 * args.per_digit} images per domain per point)")
+        print(f"wrote {args.release_plot}")
 
 
 if __name__ == "__main__":
