@@ -45,7 +45,7 @@ ROWS = {
 
 def train_row(root: Path, name: str, flags: list[str], budget: float, snapshot: float) -> None:
     out = root / name
-    if (out / "ema.safetensors").exists() and run_record(out / "ema.safetensors").get("wall_s", 0) >= budget * 60 - 5:
+    if (out / "ema.safetensors").exists() and (run_record(out / "ema.safetensors")["wall_s"] or 0) >= budget * 60 - 5:
         print(f"{name}: trained already ({out})", flush=True)
         return
     cmd = [sys.executable, "-m", "difflab.cli", "digits", "train", "--out-dir", str(out), "--seed", "0",

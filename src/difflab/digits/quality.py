@@ -13,18 +13,18 @@ from pathlib import Path
 from difflab.data import DOMAINS
 from difflab.digits.evaluate import evaluate
 from difflab.digits.generate import GenerateConfig, generate, resolve
-from difflab.io import load_checkpoint
-from difflab.models.digits import load_digit_model, model_path
+from difflab.digits.info import checkpoint_info
+from difflab.models.digits import load_digit_model
 from difflab.viz import save_figure
 
 DOMAIN_NAMES = {"mnistm": "MNIST-M", "svhn": "SVHN"}
 
 
 def run_record(path) -> dict:
-    """The training record a weights file carries (`digits info`'s train section, raw) plus its step;
-    {} for files trained before runs recorded themselves."""
-    meta = load_checkpoint(model_path(path))[1]
-    return {**(meta.get("train_run") or {}), "step": meta.get("step")}
+    """{"wall_s", "legs", "step"} of a weights file, as `digits info` reads them (the shipped teacher's
+    from its documented history); None where unrecorded."""
+    train = checkpoint_info(path)["train"]
+    return {"wall_s": train["wall_s"], "legs": train["legs"], "step": train["steps"]}
 
 
 def quality_point(path, per_digit: int = 20, seed: int = 0, classifiers: dict | None = None,
@@ -39,7 +39,7 @@ def quality_point(path, per_digit: int = 20, seed: int = 0, classifiers: dict | 
         generate(Path(tmp) / "g", model, schedule, cfg, overwrite=True, progress=progress)
         res = evaluate(Path(tmp) / "g", classifiers, data_root)
     run = run_record(path)
-    return {"file": str(path), "minutes": run["wall_s"] / 60 if "wall_s" in run else None, "step": run["step"],
+    return {"file": str(path), "minutes": None if run["wall_s"] is None else run["wall_s"] / 60, "step": run["step"],
             "acc": {m: d["acc"] for m, d in res["domains"].items()},
             "fd": {m: d["fd_generated_vs_real"] for m, d in res["domains"].items()},
             "fd_real_vs_real": {m: d["fd_real_vs_real"] for m, d in res["domains"].items()}}
