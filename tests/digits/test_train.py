@@ -220,3 +220,24 @@ def test_time_budget_run_stops_saved_with_its_fitted_curve(tmp_path):
     slow.fit(progress=False)
     assert slow.total_steps == 40 and slow.step == 25
     assert load_checkpoint(tmp_path / "slow" / "checkpoint.safetensors")[1]["step"] == 25
+
+
+def test_time_budget_refits_when_the_machine_slows_down(tmp_path):
+    """0.25 s per step while calibrating, then 0.5 s (a slower hour): the first fit (800 steps for 200 s)
+    would be cut by the clock at step 410 mid-cosine; the re-fit after 200 more steps shortens the curve
+    to end there, at the cosine's floor."""
+    from difflab.training.train import BUDGET_CALIBRATION_STEPS, BUDGET_REFIT_STEPS, lr_at
+
+    cfg = _cfg(tmp_path, 10**6, time_budget=200 / 60)
+    tr = Trainer(cfg)
+    tr.clock = lambda: 0.25 * min(tr.step, 20) + 0.5 * max(0, tr.step - 20)
+    tr.leg_start = tr.clock()
+    lrs = []
+    step = tr.train_step
+    tr.train_step = lambda: (lrs.append(lr_at(tr.step, cfg, tr.total_steps)), step())[1]
+    tr.fit(progress=False)
+    assert (BUDGET_CALIBRATION_STEPS, BUDGET_REFIT_STEPS) == (20, 200)
+    assert tr.total_steps == 410 and tr.step == 410
+    assert lrs[-1] == pytest.approx(lr_at(409, cfg, 410))
+    assert lr_at(410, cfg, 410) == pytest.approx(cfg.lr * cfg.min_lr_ratio)
+    assert load_checkpoint(tmp_path / "checkpoint.safetensors")[1]["train_run"]["total_steps"] == 410

@@ -93,7 +93,8 @@ TRAIN = {
     "schedule": Flag("noise schedule", choices=("linear", "scaled_linear", "cosine")),
     "num_train_timesteps": "diffusion timesteps T",
     "time_budget": Flag("minutes of training: the step count (and the cosine) is fitted to it after 20 timed "
-                        "steps, replacing --steps, and the run stops with a saved checkpoint when time is up",
+                        "steps and re-fitted every 200, replacing --steps; the run stops with a saved checkpoint "
+                        "when time is up",
                         shown="none: --steps decides"),
     "loss_weighting": Flag("eps: DDPM's plain epsilon MSE; min-snr: Min-SNR-gamma weights min(SNR, gamma) / SNR "
                            "(Hang et al. 2023; docs/RESULTS.md's recipe search)", choices=("eps", "min-snr")),

@@ -120,6 +120,8 @@ RUN_FILES = ("checkpoint.safetensors", "ema.safetensors", "snapshots")
 # steps timed before --time-budget fits the run's length: inside the default 200 warm-up steps, whose
 # learning rates do not depend on the total, so the fit changes nothing already done
 BUDGET_CALIBRATION_STEPS = 20
+# then re-fitted every this many steps from their own time (a drifting machine still ends the cosine in time)
+BUDGET_REFIT_STEPS = 200
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
@@ -403,17 +405,21 @@ class Trainer:
     def fit(self, progress: bool = True) -> None:
         cfg = self.cfg
         budget = None if cfg.time_budget is None else cfg.time_budget * 60.0
-        fitted = budget is None or self.legs > 1  # a resumed budget run keeps its recorded curve
+        fits = budget is not None and self.legs == 1  # a resumed budget run keeps its recorded curve
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress or self.rank != 0,
                    desc="train", dynamic_ncols=True)
         avg, t0, n0 = None, self.clock(), self.step
+        window = (n0, t0, BUDGET_CALIBRATION_STEPS)  # (step, clock) the step time is measured from, and over
         while self.step < self.total_steps:
             loss = self.train_step()
             avg = loss if avg is None else 0.98 * avg + 0.02 * loss
             bar.update(1)
-            if not fitted and self.step - n0 >= BUDGET_CALIBRATION_STEPS:
-                self.total_steps = self._fit_steps_to_budget(budget, (self.clock() - t0) / (self.step - n0))
-                bar.total, fitted = self.total_steps, True
+            if fits and self.step - window[0] >= window[2]:
+                # the machine's speed drifts (measured: 116 img/s over the first steps, 108 an hour later),
+                # so the total is re-fitted from the latest steps' time: the cosine still ends in the budget
+                now = self.clock()
+                self.total_steps = self._fit_steps_to_budget(budget, (now - window[1]) / (self.step - window[0]))
+                bar.total, window = self.total_steps, (self.step, now, BUDGET_REFIT_STEPS)
             if self.step % cfg.log_every == 0:
                 ips = (self.step - n0) * cfg.batch_size / max(1e-9, self.clock() - t0)
                 bar.set_postfix(loss=f"{avg:.4f}", img_s=f"{ips:.0f}")
