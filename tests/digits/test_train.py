@@ -222,22 +222,30 @@ def test_time_budget_run_stops_saved_with_its_fitted_curve(tmp_path):
     assert load_checkpoint(tmp_path / "slow" / "checkpoint.safetensors")[1]["step"] == 25
 
 
-def test_time_budget_refits_when_the_machine_slows_down(tmp_path):
-    """0.25 s per step while calibrating, then 0.5 s (a slower hour): the first fit (800 steps for 200 s)
-    would be cut by the clock at step 410 mid-cosine; the re-fit after 200 more steps shortens the curve
-    to end there, at the cosine's floor."""
+def test_time_budget_refits_when_the_machine_slows_down(tmp_path, monkeypatch):
+    """0.25 s per step while calibrating, then 0.5 s (a slower hour), 40 s budget: the first fit (160
+    steps) would be cut by the clock at step 90 mid-cosine; the re-fit (every 20 steps here, 200 in use)
+    shortens the curve to end there, at the cosine's floor."""
+    from difflab.models.unet import UNetConfig
+    from difflab.training import train as train_module
     from difflab.training.train import BUDGET_CALIBRATION_STEPS, BUDGET_REFIT_STEPS, lr_at
 
-    cfg = _cfg(tmp_path, 10**6, time_budget=200 / 60)
+    assert (BUDGET_CALIBRATION_STEPS, BUDGET_REFIT_STEPS) == (20, 200)
+    monkeypatch.setattr(train_module, "BUDGET_REFIT_STEPS", 20)
+    # the smallest network and batch, one checkpoint at the end: 90 steps in a few seconds
+    cfg = TrainConfig(out_dir=str(tmp_path), steps=10**6, batch_size=2, train_size=20, ckpt_every=10**6,
+                      bf16=False, warmup_steps=2, time_budget=40 / 60,
+                      unet=UNetConfig(base_channels=8, channel_mults=(1,), num_res_blocks=1))
     tr = Trainer(cfg)
     tr.clock = lambda: 0.25 * min(tr.step, 20) + 0.5 * max(0, tr.step - 20)
     tr.leg_start = tr.clock()
-    lrs = []
+    totals, lrs = [], []
     step = tr.train_step
-    tr.train_step = lambda: (lrs.append(lr_at(tr.step, cfg, tr.total_steps)), step())[1]
+    tr.train_step = lambda: (totals.append(tr.total_steps), lrs.append(lr_at(tr.step, cfg, tr.total_steps)),
+                             step())[2]
     tr.fit(progress=False)
-    assert (BUDGET_CALIBRATION_STEPS, BUDGET_REFIT_STEPS) == (20, 200)
-    assert tr.total_steps == 410 and tr.step == 410
-    assert lrs[-1] == pytest.approx(lr_at(409, cfg, 410))
-    assert lr_at(410, cfg, 410) == pytest.approx(cfg.lr * cfg.min_lr_ratio)
-    assert load_checkpoint(tmp_path / "checkpoint.safetensors")[1]["train_run"]["total_steps"] == 410
+    assert totals[20] == 160 and totals[40] == 90  # the first fit, then the re-fit from the slower steps
+    assert tr.total_steps == 90 and tr.step == 90
+    assert lrs[-1] == pytest.approx(lr_at(89, cfg, 90))
+    assert lr_at(90, cfg, 90) == pytest.approx(cfg.lr * cfg.min_lr_ratio)
+    assert load_checkpoint(tmp_path / "checkpoint.safetensors")[1]["train_run"]["total_steps"] == 90
