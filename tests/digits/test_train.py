@@ -158,13 +158,6 @@ def test_fresh_run_refuses_another_runs_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier.safetensors", "ema.safetensors"]
 
 
-@pytest.fixture
-def one_thread():
-    # tiny steps on a busy 2-core machine: two threads contend (measured 14 s vs 0.1 s for 3 steps)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_non_finite_loss_stops_and_writes_nothing(tmp_path, one_thread):

@@ -10,18 +10,8 @@ from PIL import Image
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Run these tiny-model tests on one thread, then restore the suite's setting.
-
-    Measured here with the 2 cores shared by other jobs: with 2 threads, tests/personalize/test_train.py took
-    115 s; with 1 thread, 22 s (each tiny op is too small to split, and a busy core stalls the other).
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every textual-inversion test runs on one thread (tests/conftest.py's `one_thread`)."""
 
 
 @pytest.fixture(scope="session")

@@ -18,16 +18,7 @@ from difflab.report.run import report_command
 NAMES = ["teacher-ddim20", "teacher-dpmpp2m-10", "teacher-dpmpp2m-10-interval"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny model gains nothing from a second thread, and on a busy machine two threads wait on each
-    other: the DDIM 20 candidate took 23 s with 2 threads and 2.4 s with 1 (load average 7 on 2 cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make_ctx(tmp_path, tiny_model, classifiers, data_root, student_path, **cfg) -> Context:

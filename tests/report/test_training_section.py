@@ -16,13 +16,7 @@ from difflab.report.context import Context
 from difflab.report.training import training
 from difflab.training.train import TrainConfig, Trainer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
