@@ -54,7 +54,7 @@ from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
 from difflab.models.digits import load_digit_model, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet
-from difflab.training.train import _flatten_optimizer, _unflatten_optimizer
+from difflab.training.train import _flatten_optimizer, _unflatten_optimizer, lr_at, update_ema
 
 DISTILL_KIND = "difflab-digits-distill"
 JUMP_WEIGHTINGS = ("x0", "balanced")
@@ -290,13 +290,6 @@ class StudentTrainer:
         load_state_strict(self.model, weights, path)
         load_state_strict(self.ema, weights, path)
 
-    def lr_at(self, step: int) -> float:
-        c = self.cfg
-        if step < c.warmup_steps:
-            return c.lr * (step + 1) / c.warmup_steps
-        p = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
-        return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
-
     def batch(self):
         """Random (trajectory, student step k) pairs -> x_t, x_next (B, 3, 28, 28), k, t, labels, w (B,)."""
         x, K = self.data["x"], len(self.grid)
@@ -338,17 +331,14 @@ class StudentTrainer:
     def train_step(self) -> float:
         x_t, x_next, k, t, digit, domain, w = (v.to(self.device) for v in self.batch())
         for group in self.opt.param_groups:
-            group["lr"] = self.lr_at(self.step)
+            group["lr"] = lr_at(self.step, self.cfg)
         with autocast(self.device, enabled=self.cfg.bf16):
             pred = self.model(x_t, t, digit, domain, w)
         loss = self.loss(pred.float(), x_t, x_next, k)
         if not torch.isfinite(loss):
             raise DifflabError(f"distill: non-finite loss at step {self.step}; nothing saved")
         scaled_step(loss, self.opt, self.scaler, self.model.parameters(), self.cfg.grad_clip)
-        with torch.no_grad():
-            d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
-            for pe, p in zip(self.ema.parameters(), self.model.parameters()):
-                pe.lerp_(p, 1 - d)
+        update_ema(self.ema, self.model, self.step, self.cfg.ema_decay)
         self.step += 1
         return loss.item()
 

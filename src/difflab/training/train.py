@@ -139,13 +139,26 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list) -> dict
     return {"state": state, "param_groups": groups}
 
 
-def lr_at(step: int, cfg: TrainConfig, total: int | None = None) -> float:
-    """Linear warm-up, then cosine from lr down to min_lr_ratio * lr at step `total` (default cfg.steps)."""
+def lr_at(step: int, cfg, total: int | None = None) -> float:
+    """Linear warm-up, then cosine from lr down to min_lr_ratio * lr at step `total` (default cfg.steps).
+    `cfg`: any config with lr, warmup_steps, min_lr_ratio and steps (TrainConfig, DistillConfig)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     total = cfg.steps if total is None else total
     p = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    """One EMA step of `ema` towards `model` (the teacher's and the student's trainers): decay
+    min(decay, (1 + step) / (10 + step)), since early weights are noise and a short horizon forgets them
+    sooner; buffers are copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p, 1 - d)
+    for be, b in zip(ema.buffers(), model.buffers()):
+        be.copy_(b)
 
 
 def load_training_data(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -260,14 +273,8 @@ class Trainer:
             raise DifflabError(f"training stopped: the loss became {loss} at step {self.step + 1} (try a lower "
                                f"--lr); nothing was written after the last checkpoint")
 
-    @torch.no_grad()
     def _update_ema(self):
-        # warm-up: early weights are noise, so average over a shorter horizon at first
-        d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
-        for pe, p in zip(self.ema.parameters(), self.model.parameters()):
-            pe.lerp_(p, 1 - d)
-        for be, b in zip(self.ema.buffers(), self.model.buffers()):
-            be.copy_(b)
+        update_ema(self.ema, self.model, self.step, self.cfg.ema_decay)
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def train_run(self) -> dict:
