@@ -29,6 +29,7 @@ _malloc.ensure()
 from difflab.digits.quality import plot_time_to_quality, quality_point, run_record  # noqa: E402
 from difflab.models.digits import model_path  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
+from difflab.training.train import snapshot_files  # noqa: E402
 
 # name -> (what changes against the baseline, `digits train` flags); the first row is today's recipe
 ROWS = {
@@ -68,11 +69,10 @@ def evaluate_row(root: Path, name: str, per_digit: int, cache: dict) -> dict | N
     out = root / name
     if not (out / "ema.safetensors").exists():
         return None
-    final_min = run_record(out / "ema.safetensors")["wall_s"] / 60
-    snaps = sorted((out / "snapshots").glob("ema_*min.safetensors"), key=lambda p: float(p.stem[4:-3]))
-    snaps = [p for p in snaps if float(p.stem[4:-3]) < final_min - 0.5]  # the last one is the final's twin
-    curve = [score_file(p, per_digit, cache) for p in [*snaps, out / "ema.safetensors"]]
     run = run_record(out / "ema.safetensors")
+    # a snapshot within half a minute of the end is the final weights' twin
+    snaps = [p for minutes, p in snapshot_files(out) if minutes < run["wall_s"] / 60 - 0.5]
+    curve = [score_file(p, per_digit, cache) for p in [*snaps, out / "ema.safetensors"]]
     return {"name": name, "what": ROWS[name][0], "flags": ROWS[name][1], "steps": run["step"],
             "wall_s": run["wall_s"], "s_per_step": run["wall_s"] / max(1, run["step"]),
             "final": curve[-1], "curve": curve}
@@ -85,11 +85,12 @@ def old_vs_new(release: Path, rows: list[dict], per_digit: int, cache: dict) -> 
     baseline = next(r for r in rows if r["name"] == "baseline")
     shipped = score_file(model_path("teacher"), per_digit, cache)
     gate = release / "gate.json"
-    if gate.is_file() and per_digit == 20:
-        curve = json.loads(gate.read_text())["curve"]
+    recorded = json.loads(gate.read_text()) if gate.is_file() else {}
+    if recorded.get("curve_per_digit", 20) == per_digit:  # 20: release_gate.py's default, before it said so
+        curve = recorded["curve"]
     else:
-        snaps = sorted((release / "snapshots").glob("ema_*min.safetensors"), key=lambda p: float(p.stem[4:-3]))
-        curve = [score_file(p, per_digit, cache) for p in [*snaps, release / "ema.safetensors"]]
+        curve = [score_file(p, per_digit, cache) for p in [*(p for _, p in snapshot_files(release)),
+                                                          release / "ema.safetensors"]]
     return {"old recipe (10-min row, then the shipped teacher)": [*baseline["curve"], shipped],
             f"release recipe ({release})": curve}
 

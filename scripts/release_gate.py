@@ -21,7 +21,9 @@ import sys
 from pathlib import Path
 
 from difflab.digits.quality import plot_time_to_quality, quality_point
+from difflab.io import atomic_path
 from difflab.runtime import finish_machine, machine
+from difflab.training.train import snapshot_files
 
 TARGET_ACC = 0.995
 
@@ -44,8 +46,7 @@ def main() -> int:
     info = machine()
     new = quality_point(run / "ema.safetensors", args.per_digit, progress=True)
     old = quality_point("teacher", args.per_digit, progress=True)
-    snaps = sorted((run / "snapshots").glob("ema_*min.safetensors"), key=lambda p: float(p.stem[4:-3]))
-    curve = [quality_point(p, args.curve_per_digit) for p in snaps]
+    curve = [quality_point(p, args.curve_per_digit) for _, p in snapshot_files(run)]
     if not curve or curve[-1]["minutes"] < new["minutes"] - 0.5:  # the run ended between two snapshots
         curve.append(quality_point(run / "ema.safetensors", args.curve_per_digit))
     fails = verdict(new, old)
@@ -55,8 +56,10 @@ def main() -> int:
     for p in curve:
         print(f"  {p['minutes']:6.1f} min, step {p['step']:>5}: acc {p['acc']['mnistm']:.3f} / {p['acc']['svhn']:.3f}"
               f", Fréchet {p['fd']['mnistm']:.3f} / {p['fd']['svhn']:.3f}")
-    (run / "gate.json").write_text(json.dumps({"machine": finish_machine(info), "candidate": new, "shipped": old,
-                                               "curve": curve, "passes": not fails, "fails": fails}, indent=2))
+    record = {"machine": finish_machine(info), "candidate": new, "shipped": old, "curve": curve,
+              "curve_per_digit": args.curve_per_digit, "passes": not fails, "fails": fails}
+    with atomic_path(run / "gate.json") as tmp:  # an interrupted gate leaves the previous verdict whole
+        tmp.write_text(json.dumps(record, indent=2))
     plot_time_to_quality({"this run": curve}, run / "time_to_quality.png",
                          f"{run}: {args.curve_per_digit * 10} images per domain per point")
     print("PASS: ship it" if not fails else "NOT shipped: " + "; ".join(fails))

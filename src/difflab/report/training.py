@@ -19,6 +19,7 @@ from difflab.digits.quality import plot_time_to_quality, quality_point
 from difflab.models.digits import model_path
 from difflab.report.context import Context
 from difflab.report.html import figure, paragraph, table
+from difflab.training.train import snapshot_files
 
 
 def record_rows(train: dict) -> list[list[str]]:
@@ -40,7 +41,7 @@ def record_rows(train: dict) -> list[list[str]]:
 def run_curve(ctx: Context) -> tuple[list[dict], str]:
     """(curve points, where they come from); ([], how to get one) when the model has no snapshots."""
     path = model_path(ctx.model_path)
-    snaps = sorted((path.parent / "snapshots").glob("ema_*min.safetensors"), key=lambda p: float(p.stem[4:-3]))
+    snaps = [p for _, p in snapshot_files(path.parent)]
     if snaps:
         return ([quality_point(p, ctx.cfg.per_digit, ctx.cfg.seed, ctx.classifiers, ctx.data_root) for p in snaps],
                 f"judged in this report: {len(snaps)} snapshots in {path.parent / 'snapshots'}")

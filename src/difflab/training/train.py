@@ -139,6 +139,17 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list) -> dict
     return {"state": state, "param_groups": groups}
 
 
+def snapshot_path(out_dir, minutes: float) -> Path:
+    """OUT/snapshots/ema_{M}min.safetensors: the EMA weights after M minutes of training (--snapshot-minutes)."""
+    return Path(out_dir) / "snapshots" / f"ema_{minutes:g}min.safetensors"
+
+
+def snapshot_files(out_dir) -> list[tuple[float, Path]]:
+    """A run folder's snapshots as (minutes, path), earliest first; [] when it has none."""
+    files = (Path(out_dir) / "snapshots").glob("ema_*min.safetensors")
+    return sorted((float(p.stem[len("ema_"):-len("min")]), p) for p in files)
+
+
 def lr_at(step: int, cfg, total: int | None = None) -> float:
     """Linear warm-up, then cosine from lr down to min_lr_ratio * lr at step `total` (default cfg.steps).
     `cfg`: any config with lr, warmup_steps, min_lr_ratio and steps (TrainConfig, DistillConfig)."""
@@ -402,7 +413,7 @@ class Trainer:
         if due <= max(self.snapshot_done, earlier_legs):
             return
         self.snapshot_done = due
-        path = Path(self.cfg.out_dir) / "snapshots" / f"ema_{due:g}min.safetensors"
+        path = snapshot_path(self.cfg.out_dir, due)
         path.parent.mkdir(exist_ok=True)
         run = {**self.train_run(), "wall_s": round(wall, 1)}
         save_digit_model(path, self.ema, self.schedule, {"train": asdict(self.cfg), "step": self.step,
@@ -463,7 +474,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True, ov
     try:
         with folder:  # a refused folder changes nothing in the process, so the settings come after it
             if rank == 0 and overwrite and not resume:  # the replaced run's snapshots would mix with this one's
-                shutil.rmtree(Path(cfg.out_dir) / "snapshots", ignore_errors=True)
+                shutil.rmtree(snapshot_path(cfg.out_dir, 0).parent, ignore_errors=True)
             # the node's cores are shared by the processes on this node (LOCAL_WORLD_SIZE), not the world
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
             np.seterr(all="ignore")
