@@ -26,7 +26,7 @@ def record_rows(train: dict) -> list[list[str]]:
     """The `digits info` train section as table rows (older files lack some keys: shown as unknown)."""
     cfg = train.get("config") or {}
     wall = train.get("wall_s")
-    budget = train.get("time_budget_min") or cfg.get("time_budget")
+    budget = cfg.get("time_budget")
     return [["optimisation steps", str(train.get("steps", "unknown"))],
             ["training minutes (all legs)", f"{wall / 60:.1f}" if wall is not None else "unknown"],
             ["legs (1 = one uninterrupted curve)", str(train.get("legs", "unknown"))],
