@@ -238,7 +238,7 @@ def sample_chunks(model, schedule, cfg: GenerateConfig, domains=DOMAINS, progres
     rows = concept_rows(model) if cfg.concepts else None
     if cfg.concepts and not getattr(unwrap(model), "concept_dirs", None):
         raise DifflabError("--concept: apply the concepts to the model first (generate() and "
-                           "digits.concepts.load_with_concepts do)")
+                           "concepts.concept.load_with_concepts do)")
     device = resolve_device(cfg.device)
     move(model, device)
     items = layout(cfg, domains, rows)
