@@ -26,6 +26,7 @@ import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator se
 
 _malloc.ensure()
 
+from difflab.digits.info import checkpoint_info  # noqa: E402
 from difflab.digits.quality import plot_time_to_quality, quality_point, run_record  # noqa: E402
 from difflab.models.digits import model_path  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
@@ -39,6 +40,13 @@ ROWS = {
     "min-snr-1block": ("Min-SNR-5, 1 res block per level (cheaper steps, more of them)",
                        ["--loss-weighting", "min-snr", "--num-res-blocks", "1"]),
     "min-snr-batch64": ("Min-SNR-5, batch 64 (twice the steps)", ["--loss-weighting", "min-snr", "--batch-size", "64"]),
+    # the release recipe (scripts/train_release.sh) and two ways to more updates per minute from it
+    "release": ("Min-SNR-5, batch 64, lr 1e-3 (the one-hour release recipe)",
+                ["--loss-weighting", "min-snr", "--batch-size", "64", "--lr", "1e-3"]),
+    "release-batch32": ("release recipe at batch 32 (twice its steps)",
+                        ["--loss-weighting", "min-snr", "--batch-size", "32", "--lr", "1e-3"]),
+    "release-1block": ("release recipe, 1 res block per level (cheaper steps)",
+                       ["--loss-weighting", "min-snr", "--batch-size", "64", "--lr", "1e-3", "--num-res-blocks", "1"]),
     "min-snr-ema995": ("Min-SNR-5, EMA 0.995 (a shorter average for a short run)",
                        ["--loss-weighting", "min-snr", "--ema-decay", "0.995"]),
 }
@@ -78,21 +86,32 @@ def evaluate_row(root: Path, name: str, per_digit: int, cache: dict) -> dict | N
             "final": curve[-1], "curve": curve}
 
 
-def old_vs_new(release: Path, rows: list[dict], per_digit: int, cache: dict) -> dict[str, list[dict]]:
+def recipe_label(path: Path) -> str:
+    """'batch 64, lr 1e-3, 1 res block, min-snr' from a run's recorded training config."""
+    info = checkpoint_info(path)
+    cfg = info["train"]["config"] or {}
+    blocks = (info["unet"] or {}).get("num_res_blocks")
+    return (f"batch {cfg.get('batch_size')}, lr {cfg.get('lr', 0):g}, {blocks} res block{'s' * (blocks != 1)}, "
+            f"{cfg.get('loss_weighting', 'eps')}")
+
+
+def old_vs_new(releases: list[Path], rows: list[dict], per_digit: int, cache: dict) -> dict[str, list[dict]]:
     """Curves of the old recipe (its 10-minute row, then the shipped teacher: 9000 steps in three legs) and
-    of the release run (its snapshots and final weights; the gate's own points when gate.json has them:
+    of each release run (its snapshots and final weights; the gate's own points when gate.json has them:
     the same function with the same arguments)."""
     baseline = next(r for r in rows if r["name"] == "baseline")
     shipped = score_file(model_path("teacher"), per_digit, cache)
-    gate = release / "gate.json"
-    recorded = json.loads(gate.read_text()) if gate.is_file() else {}
-    if recorded.get("curve_per_digit", 20) == per_digit:  # 20: release_gate.py's default, before it said so
-        curve = recorded["curve"]
-    else:
-        curve = [score_file(p, per_digit, cache) for p in [*(p for _, p in snapshot_files(release)),
-                                                          release / "ema.safetensors"]]
-    return {"old recipe (10-min row, then the shipped teacher)": [*baseline["curve"], shipped],
-            f"release recipe ({release})": curve}
+    curves = {"old recipe (10-min row, then the shipped teacher)": [*baseline["curve"], shipped]}
+    for release in releases:
+        gate = release / "gate.json"
+        recorded = json.loads(gate.read_text()) if gate.is_file() else {}
+        if recorded.get("curve_per_digit", 20) == per_digit:  # 20: release_gate.py's default, before it said so
+            curve = recorded["curve"]
+        else:
+            curve = [score_file(p, per_digit, cache) for p in [*(p for _, p in snapshot_files(release)),
+                                                              release / "ema.safetensors"]]
+        curves[f"{release}: {recipe_label(release / 'ema.safetensors')}"] = curve
+    return curves
 
 
 def print_table(rows: list[dict], budget: float, per_digit: int) -> None:
@@ -118,8 +137,8 @@ def main() -> None:
     ap.add_argument("--eval-only", action="store_true", help="train nothing; evaluate what exists")
     ap.add_argument("--out", default="benchmarks/results/train_recipes.json")
     ap.add_argument("--plot", default="docs/results/train_time_to_quality.png")
-    ap.add_argument("--release", default=None, help="a scripts/train_release.sh run folder: also plot the old "
-                    "recipe (baseline row + the shipped teacher) against its curve")
+    ap.add_argument("--release", action="append", default=[], help="a scripts/train_release.sh run folder "
+                    "(repeatable): also plot the old recipe (baseline row + the shipped teacher) against its curve")
     ap.add_argument("--release-plot", default="docs/results/train_old_vs_new.png")
     args = ap.parse_args()
     names = list(ROWS) if args.only is None else args.only.split(",")
@@ -142,10 +161,10 @@ def main() -> None:
     plot_time_to_quality({r["name"]: r["curve"] for r in rows}, args.plot)
     print(f"\nwrote {out} and {args.plot}")
     if args.release:
-        result["old_vs_new"] = old_vs_new(Path(args.release), rows, args.per_digit, cache)
+        result["old_vs_new"] = old_vs_new([Path(r) for r in args.release], rows, args.per_digit, cache)
         out.write_text(json.dumps(result, indent=2))
         plot_time_to_quality(result["old_vs_new"], args.release_plot,
-                             f"old recipe vs {args.release} ({10 * args.per_digit} images per domain per point)")
+                             f"old recipe vs the release runs ({10 * args.per_digit} images per domain per point)")
         print(f"wrote {args.release_plot}")
 
 
