@@ -226,7 +226,8 @@ def main() -> None:
     pairs = selected(args.only)
     targets = list(dict.fromkeys(t for t, _ in pairs))
     work = args.work
-    grids = args.out.resolve().parent / "personalize"
+    # the default results' grids are what the report shows; another --out keeps its own beside it
+    grids = args.out.resolve().parent / ("personalize" if args.out.name == "personalize.json" else args.out.stem)
     info = machine()
     ccfg = EvalClassifierConfig(train_size=200, val_size=100, epochs=1) if args.quick else EvalClassifierConfig()
     t0 = time.perf_counter()
