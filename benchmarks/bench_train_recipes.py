@@ -50,6 +50,9 @@ ROWS = {
     "release-1block-batch32": ("release recipe, 1 res block per level, batch 32 (the two winners together)",
                                ["--loss-weighting", "min-snr", "--batch-size", "32", "--lr", "1e-3",
                                 "--num-res-blocks", "1"]),
+    "release-1block-batch32-lr2e-3": ("the row above at lr 2e-3",
+                                      ["--loss-weighting", "min-snr", "--batch-size", "32", "--lr", "2e-3",
+                                       "--num-res-blocks", "1"]),
     "min-snr-ema995": ("Min-SNR-5, EMA 0.995 (a shorter average for a short run)",
                        ["--loss-weighting", "min-snr", "--ema-decay", "0.995"]),
 }
