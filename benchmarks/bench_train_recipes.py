@@ -32,6 +32,12 @@ from difflab.models.digits import model_path  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
 from difflab.training.train import snapshot_files  # noqa: E402
 
+
+def release_flags(batch: str, lr: str = "1e-3", *more: str) -> list[str]:
+    """The release recipe's `digits train` flags (Min-SNR-5) at this batch size and learning rate, then `more`."""
+    return ["--loss-weighting", "min-snr", "--batch-size", batch, "--lr", lr, *more]
+
+
 # name -> (what changes against the baseline, `digits train` flags); the first row is today's recipe
 ROWS = {
     "baseline": ("today's recipe: eps MSE, lr 5e-4, batch 128, 2 res blocks, EMA 0.999", []),
@@ -40,19 +46,14 @@ ROWS = {
     "min-snr-1block": ("Min-SNR-5, 1 res block per level (cheaper steps, more of them)",
                        ["--loss-weighting", "min-snr", "--num-res-blocks", "1"]),
     "min-snr-batch64": ("Min-SNR-5, batch 64 (twice the steps)", ["--loss-weighting", "min-snr", "--batch-size", "64"]),
-    # the release recipe (scripts/train_release.sh) and two ways to more updates per minute from it
-    "release": ("Min-SNR-5, batch 64, lr 1e-3 (the one-hour release recipe)",
-                ["--loss-weighting", "min-snr", "--batch-size", "64", "--lr", "1e-3"]),
-    "release-batch32": ("release recipe at batch 32 (twice its steps)",
-                        ["--loss-weighting", "min-snr", "--batch-size", "32", "--lr", "1e-3"]),
+    # the release recipe (scripts/train_release.sh) and ways to more updates per minute from it
+    "release": ("Min-SNR-5, batch 64, lr 1e-3 (the one-hour release recipe)", release_flags("64")),
+    "release-batch32": ("release recipe at batch 32 (twice its steps)", release_flags("32")),
     "release-1block": ("release recipe, 1 res block per level (cheaper steps)",
-                       ["--loss-weighting", "min-snr", "--batch-size", "64", "--lr", "1e-3", "--num-res-blocks", "1"]),
+                       release_flags("64", "1e-3", "--num-res-blocks", "1")),
     "release-1block-batch32": ("release recipe, 1 res block per level, batch 32 (the two winners together)",
-                               ["--loss-weighting", "min-snr", "--batch-size", "32", "--lr", "1e-3",
-                                "--num-res-blocks", "1"]),
-    "release-1block-batch32-lr2e-3": ("the row above at lr 2e-3",
-                                      ["--loss-weighting", "min-snr", "--batch-size", "32", "--lr", "2e-3",
-                                       "--num-res-blocks", "1"]),
+                               release_flags("32", "1e-3", "--num-res-blocks", "1")),
+    "release-1block-batch32-lr2e-3": ("the row above at lr 2e-3", release_flags("32", "2e-3", "--num-res-blocks", "1")),
     "min-snr-ema995": ("Min-SNR-5, EMA 0.995 (a shorter average for a short run)",
                        ["--loss-weighting", "min-snr", "--ema-decay", "0.995"]),
 }

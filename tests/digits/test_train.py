@@ -158,8 +158,6 @@ def test_fresh_run_refuses_another_runs_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier.safetensors", "ema.safetensors"]
 
 
-
-
 def test_non_finite_loss_stops_and_writes_nothing(tmp_path, one_thread):
     cfg = TrainConfig(out_dir=str(tmp_path / "run"), steps=6, batch_size=2, unet=TINY, ckpt_every=3, bf16=False)
     tr = Trainer(cfg, data=_data())

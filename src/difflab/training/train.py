@@ -139,14 +139,19 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list) -> dict
     return {"state": state, "param_groups": groups}
 
 
+def snapshot_dir(out_dir) -> Path:
+    """OUT/snapshots: where a run keeps its --snapshot-minutes EMA weights."""
+    return Path(out_dir) / "snapshots"
+
+
 def snapshot_path(out_dir, minutes: float) -> Path:
     """OUT/snapshots/ema_{M}min.safetensors: the EMA weights after M minutes of training (--snapshot-minutes)."""
-    return Path(out_dir) / "snapshots" / f"ema_{minutes:g}min.safetensors"
+    return snapshot_dir(out_dir) / f"ema_{minutes:g}min.safetensors"
 
 
 def snapshot_files(out_dir) -> list[tuple[float, Path]]:
     """A run folder's snapshots as (minutes, path), earliest first; [] when it has none."""
-    files = (Path(out_dir) / "snapshots").glob("ema_*min.safetensors")
+    files = snapshot_dir(out_dir).glob("ema_*min.safetensors")
     return sorted((float(p.stem[len("ema_"):-len("min")]), p) for p in files)
 
 
@@ -474,7 +479,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True, ov
     try:
         with folder:  # a refused folder changes nothing in the process, so the settings come after it
             if rank == 0 and overwrite and not resume:  # the replaced run's snapshots would mix with this one's
-                shutil.rmtree(snapshot_path(cfg.out_dir, 0).parent, ignore_errors=True)
+                shutil.rmtree(snapshot_dir(cfg.out_dir), ignore_errors=True)
             # the node's cores are shared by the processes on this node (LOCAL_WORLD_SIZE), not the world
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
             np.seterr(all="ignore")
