@@ -70,6 +70,8 @@ def parse_args():
     ap.add_argument("--steps", type=int, default=None, help="personalize steps (default: its own default)")
     ap.add_argument("--rank", type=int, default=None, help="LoRA rank (default: personalize's own)")
     ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's own)")
+    ap.add_argument("--prior-weight", type=float, default=None,
+                    help="share of each batch from the old domains, lora/finetune (default: the method's own)")
     ap.add_argument("--per-digit", type=int, default=20, help="generated images per digit of a style")
     ap.add_argument("--symbol-count", type=int, default=200, help="generated symbols per domain")
     ap.add_argument("--model", default="teacher")
@@ -138,7 +140,8 @@ def run_one(target: str, method: str, images: Path, work: Path, args, base, clfs
     pc = PersonalizeConfig(images_dir=str(images), kind=spec["kind"], name=target, method=method,
                            domain=spec["domain"], out_dir=str(work / "concepts" / f"{target}-{method}"),
                            model=args.model, overwrite=True, eval_per_digit=1 if args.quick else 10,
-                           **{k: v for k in ("steps", "rank", "lr") if (v := getattr(args, k)) is not None})
+                           **{k: v for k in ("steps", "rank", "lr", "prior_weight")
+                              if (v := getattr(args, k)) is not None and not (k == "prior_weight" and method == "ti")})
     res = personalize(pc, progress=False)
     per = args.per_digit if spec["kind"] == "domain" else args.symbol_count
     gen_dir = work / "generated" / f"{target}-{method}"
@@ -248,7 +251,8 @@ def main() -> None:
     threads = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
     out = {"command": " ".join([*threads, shlex.join([os.path.relpath(sys.executable), *sys.argv])]),
            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-           "settings": {"steps": args.steps, "rank": args.rank, "lr": args.lr, "per_digit": args.per_digit,
+           "settings": {"steps": args.steps, "rank": args.rank, "lr": args.lr, "prior_weight": args.prior_weight,
+                        "per_digit": args.per_digit,
                         "symbol_count": args.symbol_count,
                         "model": args.model, "quick": args.quick, "classifier": asdict(ccfg),
                         "sampler_note": f"{args.model}, DDIM 20 steps, guidance 3, seed 0"},

@@ -31,11 +31,9 @@ from difflab.training.distill import (  # noqa: E402
     DistillConfig,
     StudentTrainer,
     jump_coefficients,
-    load_trajectories,
-    make_trajectories,
-    student_timesteps,
     x0_output_steps,
 )
+from difflab.training.trajectories import load_trajectories, make_trajectories, student_timesteps  # noqa: E402
 
 
 def student_out(student, x, k: int, grid, data) -> torch.Tensor:

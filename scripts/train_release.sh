@@ -13,7 +13,8 @@
 # best levers of the 10-minute rows together), 1 res block per level (the best of the 15-minute rows
 # started from that recipe: 0.57 s -> 0.42 s per step, more of them). RECIPE="..." replaces these flags
 # (e.g. RECIPE="--loss-weighting min-snr --batch-size 64 --lr 1e-3" is the first one-hour run's recipe).
-# Neither one-hour run has passed the gate yet (0.980 / 0.982 and 0.986 / 0.988: docs/RESULTS.md §9).
+# No one-hour run has passed the gate yet (0.980 / 0.982, 0.986 / 0.988 with this recipe, 0.994 / 0.976 with
+# it at batch 32: docs/RESULTS.md §9).
 # A run that was interrupted continues with --resume latest (its record then says legs 2: not one curve).
 # After shipping a new teacher, re-distil the student: scripts/distill_release.sh.
 set -euo pipefail

@@ -14,6 +14,7 @@ import torch
 
 from difflab.models.unet import UNetConfig
 from difflab.training import train as T
+from difflab.training.common import flatten_optimizer
 
 TINY = UNetConfig(base_channels=16, channel_mults=(1, 2), num_res_blocks=1)
 
@@ -21,7 +22,7 @@ TINY = UNetConfig(base_channels=16, channel_mults=(1, 2), num_res_blocks=1)
 def full_state(tr: T.Trainer) -> dict[str, torch.Tensor]:
     state = {f"model.{k}": v for k, v in tr.model.state_dict().items()}
     state.update({f"ema.{k}": v for k, v in tr.ema.state_dict().items()})
-    state.update(T._flatten_optimizer(tr.opt)[0])
+    state.update(flatten_optimizer(tr.opt)[0])
     return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 

@@ -15,11 +15,10 @@ from difflab.training.distill import (
     StudentTrainer,
     ddim_coefficients,
     distill,
-    load_trajectories,
     make_student,
     student_sampler,
-    student_timesteps,
 )
+from difflab.training.trajectories import load_trajectories, student_timesteps
 
 TINY_RUN = dict(student_steps=2, teacher_steps=4, trajectories=12, traj_batch=8, steps=4, batch_size=6,
                 ckpt_every=2, warmup_steps=1)
@@ -64,7 +63,7 @@ def test_distilled_target_lands_on_the_teachers_state(distilled):
 def test_trajectories_match_the_teachers_ddim_run(distilled, tiny_unet):
     """Chunk 0's states are the teacher's own trailing DDIM run at those timesteps (same noise, same w)."""
     from difflab.diffusion.sampling import DDIMSampler
-    from difflab.training.distill import guided_eps
+    from difflab.training.trajectories import guided_eps
 
     cfg, _ = distilled
     data = load_trajectories(f"{cfg.out_dir}/trajectories", [999, 499])

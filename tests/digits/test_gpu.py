@@ -52,6 +52,7 @@ def test_training_distillation_and_ddim_run_on_the_card(tmp_path, tiny_unet):
     from difflab.models.digits import save_digit_model
     from difflab.models.loaders import load_digits
     from difflab.training import distill as Dl
+    from difflab.training import trajectories as Tj
     from difflab.training.train import TrainConfig, Trainer
 
     g = torch.Generator().manual_seed(0)
@@ -70,8 +71,8 @@ def test_training_distillation_and_ddim_run_on_the_card(tmp_path, tiny_unet):
     sched = NoiseSchedule()
     dc = Dl.DistillConfig(out_dir=str(tmp_path / "d"), student_steps=2, teacher_steps=4, trajectories=4,
                           traj_batch=2, steps=2, batch_size=4, warmup_steps=1)
-    folder = Dl.make_trajectories(dc, tiny_unet, sched, progress=False)
-    st = Dl.StudentTrainer(dc, tiny_unet, sched, Dl.load_trajectories(folder, Dl.student_timesteps(sched, 2)))
+    folder = Tj.make_trajectories(dc, tiny_unet, sched, progress=False)
+    st = Dl.StudentTrainer(dc, tiny_unet, sched, Tj.load_trajectories(folder, Tj.student_timesteps(sched, 2)))
     assert st.device.type == "cuda" and all(torch.isfinite(torch.tensor(st.train_step())) for _ in range(2))
 
     save_digit_model(tmp_path / "m.safetensors", tiny_unet, sched)

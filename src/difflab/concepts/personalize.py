@@ -208,7 +208,7 @@ def build_model(base, cfg: PersonalizeConfig, g: torch.Generator):
 def make_batches(data: ConceptImages, prior, cfg: PersonalizeConfig, model, drops, g: torch.Generator):
     """draw() -> (x0 (B, 3, 28, 28) in [-1, 1], digits (B,), domains (B,)) on the CPU: concept images with
     their labels, a `prior_share` of old-domain images, then the teacher's condition dropout."""
-    from difflab.training.train import drop_conditions
+    from difflab.training.common import drop_conditions
 
     c = model.config
     n = len(data.images)
@@ -231,13 +231,13 @@ def make_batches(data: ConceptImages, prior, cfg: PersonalizeConfig, model, drop
 
 
 def fit(model, params, schedule, draw, cfg: PersonalizeConfig, g: torch.Generator, progress: bool) -> float:
-    """AdamW over `params` with warm-up + cosine (training/train.py lr_at), the teacher's epsilon-MSE loss;
+    """AdamW over `params` with warm-up + cosine (training/common.py lr_at), the teacher's epsilon-MSE loss;
     returns the loss's running mean at the end. Every draw comes from `g` (CPU), the model runs on the device."""
-    from difflab.training.train import TrainConfig, lr_at
+    from difflab.training.common import CosineSchedule, lr_at
 
     dev = resolve_device(cfg.device)
     move(model, dev)
-    sched = TrainConfig(steps=cfg.steps, lr=cfg.learning_rate(), warmup_steps=cfg.steps // 20, min_lr_ratio=0.1)
+    sched = CosineSchedule(lr=cfg.learning_rate(), steps=cfg.steps, warmup_steps=cfg.steps // 20, min_lr_ratio=0.1)
     opt = torch.optim.AdamW(params, lr=sched.lr, weight_decay=0.0)
     scaler = grad_scaler(dev, cfg.bf16)  # active for fp16 autocast (CUDA cards without bf16) only
     model.train()

@@ -8,9 +8,9 @@ Two ideas in one training run (both from the literature, combined because each h
   Salimans & Ho 2022, arXiv 2202.00512, taken over several teacher steps at once as in TRACT,
   arXiv 2303.04248, rather than halving in rounds: one run, one curve).
 
-Phase 1 (`make_trajectories`) runs the teacher (DDIM, trailing spacing, CFG at a random w per sample)
-from pure noise and keeps x at the student's grid points: (N, K+1, 3, 28, 28), x_T first, x_0 last.
-Chunks are written one file at a time, so the phase resumes where it stopped.
+Phase 1 (`make_trajectories`, training/trajectories.py) runs the teacher (DDIM, trailing spacing, CFG
+at a random w per sample) from pure noise and keeps x at the student's grid points: (N, K+1, 3, 28, 28),
+x_T first, x_0 last. Chunks are written one file at a time, so the phase resumes where it stopped.
 Phase 2 (`StudentTrainer`) trains the student so that its DDIM step from x_{t_k} lands on the teacher's
 x_{t_{k+1}} (DDIM eq. 12 is linear in the network output, so the exact target is unique). Two choices,
 both measured on the first run (docs/RESULTS.md):
@@ -27,7 +27,6 @@ w, x_T, batches) comes from a CPU generator and is moved, and trajectories are s
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,20 +40,18 @@ from difflab.device import (
     check_device,
     cpu_generator,
     grad_scaler,
-    move,
-    randn,
     resolve_device,
     scaled_step,
-    stream_generator,
 )
 from difflab.diffusion.sampling import DDIMSampler
-from difflab.diffusion.schedule import NoiseSchedule, make_timesteps
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.errors import DifflabError
 from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
 from difflab.models.digits import load_digit_model, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet
-from difflab.training.train import _flatten_optimizer, _unflatten_optimizer, lr_at, update_ema
+from difflab.training.common import flatten_optimizer, lr_at, unflatten_optimizer, update_ema
+from difflab.training.trajectories import load_trajectories, make_trajectories, student_timesteps
 
 DISTILL_KIND = "difflab-digits-distill"
 JUMP_WEIGHTINGS = ("x0", "balanced")
@@ -117,86 +114,10 @@ class DistillConfig:
         check_device(self.device)
 
 
-def student_timesteps(schedule: NoiseSchedule, steps: int) -> list[int]:
-    """The student's DDIM grid (trailing spacing: starts at T-1, where x_T ~ N(0, I) holds best)."""
-    return make_timesteps(schedule.num_train_timesteps, steps, "trailing").tolist()
-
-
 def student_sampler(schedule: NoiseSchedule, steps: int) -> DDIMSampler:
     """The sampler a student was distilled for: deterministic DDIM, trailing, no x0 clipping (its targets
     were derived through the unclipped update), final alpha 1 (the last step lands on x_0)."""
     return DDIMSampler(schedule, steps=steps, spacing="trailing", clip_x0=None, final_alpha_one=True)
-
-
-def guided_eps(model, x, t: int, digits, domains, w: torch.Tensor, guide: str, bf16: bool) -> torch.Tensor:
-    """Teacher CFG with a per-row scale w (B,): eps_u + w (eps_c - eps_u), one batched pass of 2B rows.
-    x (B, 3, 28, 28) and the labels on the teacher's device; autocast follows that device."""
-    B = x.shape[0]
-    null_d = torch.full_like(digits, 10)
-    null_m = domains if guide == "digit" else torch.full_like(domains, 2)
-    tt = torch.full((2 * B,), t, dtype=torch.long, device=x.device)
-    with autocast(x.device, enabled=bf16):
-        eps = model(torch.cat([x, x]), tt, torch.cat([digits, null_d]), torch.cat([domains, null_m])).float()
-    cond, uncond = eps[:B], eps[B:]
-    return uncond + w.view(-1, 1, 1, 1) * (cond - uncond)
-
-
-def make_trajectories(cfg: DistillConfig, teacher, schedule: NoiseSchedule, progress: bool = True) -> Path:
-    """Phase 1: write OUT/trajectories/chunk_NNNN.safetensors (skipping chunks already there).
-
-    Each chunk: x (n, K+1, 3, 28, 28) float32 at the student's grid points, digit (n,), domain (n,), w (n,).
-    The teacher is moved to cfg.device (in place) and runs there; the draws are made on the CPU.
-    """
-    device = resolve_device(cfg.device)
-    move(teacher, device)
-    folder = Path(cfg.out_dir) / "trajectories"
-    sampler = DDIMSampler(schedule, steps=cfg.teacher_steps, spacing="trailing", clip_x0=1.0)
-    every = cfg.teacher_steps // cfg.student_steps
-    grid = student_timesteps(schedule, cfg.student_steps)
-    if sampler.timesteps.tolist()[::every] != grid:
-        raise DifflabError(f"distill: teacher grid {sampler.timesteps.tolist()} does not contain the student's {grid}")
-    n_chunks = math.ceil(cfg.trajectories / cfg.traj_batch)
-    bar = tqdm(total=n_chunks, desc="teacher trajectories", disable=not progress, dynamic_ncols=True)
-    for c in range(n_chunks):
-        path = folder / f"chunk_{c:04d}.safetensors"
-        bar.update(1)
-        if path.exists():
-            continue
-        n = min(cfg.traj_batch, cfg.trajectories - c * cfg.traj_batch)
-        g = stream_generator(cfg.seed, c)
-        digits = torch.randint(10, (n,), generator=g)
-        domains = torch.randint(2, (n,), generator=g)
-        w = cfg.guidance_min + (cfg.guidance_max - cfg.guidance_min) * torch.rand(n, generator=g)
-        x_T = randn((n, 3, 28, 28), g, device)
-        states = [x_T]
-        # after denoising ts[i], x sits at ts[i+1]: keep it where the student's grid has a point
-        ts = sampler.timesteps.tolist()
-        keep_at = {ts[i] for i in range(every - 1, cfg.teacher_steps, every)}
-
-        def keep(out, states=states, keep_at=keep_at):
-            if out.t in keep_at:
-                states.append(out.prev_sample)
-
-        with torch.inference_mode():
-            sampler.sample(lambda x, t, d=digits.to(device), m=domains.to(device), w=w.to(device):
-                           guided_eps(teacher, x, t, d, m, w, cfg.guide, cfg.bf16), x_T, None, keep)
-        x = torch.stack(states, dim=1).cpu()
-        if not torch.isfinite(x).all():
-            raise DifflabError(f"distill: the teacher produced non-finite values in chunk {c}")
-        save_checkpoint(path, {"x": x, "digit": digits, "domain": domains, "w": w},
-                        {"kind": "difflab-distill-trajectories", "grid": grid})
-    bar.close()
-    return folder
-
-
-def load_trajectories(folder, grid: list[int]) -> dict[str, torch.Tensor]:
-    parts = [load_checkpoint(p) for p in sorted(Path(folder).glob("chunk_*.safetensors"))]
-    if not parts:
-        raise DifflabError(f"{folder}: no trajectory chunks")
-    for _, meta in parts:
-        if meta.get("grid") != grid:
-            raise DifflabError(f"{folder}: trajectories were made for grid {meta.get('grid')}, not {grid}")
-    return {k: torch.cat([t[k] for t, _ in parts]) for k in ("x", "digit", "domain", "w")}
 
 
 def ddim_coefficients(schedule: NoiseSchedule, grid: list[int]) -> torch.Tensor:
@@ -345,7 +266,7 @@ class StudentTrainer:
     def save(self) -> None:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
-        opt, groups = _flatten_optimizer(self.opt)
+        opt, groups = flatten_optimizer(self.opt)
         tensors.update(opt)
         tensors["rng"] = self.gen.get_state()
         tensors["jump_scale"] = self.jump_scale.clone()
@@ -367,7 +288,7 @@ class StudentTrainer:
         load_state_strict(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
                           self.ckpt_path)
         load_state_strict(self.ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, self.ckpt_path)
-        self.opt.load_state_dict(_unflatten_optimizer(tensors, meta["param_groups"]))
+        self.opt.load_state_dict(unflatten_optimizer(tensors, meta["param_groups"]))
         if self.scaler.is_enabled() and "grad_scaler" in meta:
             self.scaler.load_state_dict(meta["grad_scaler"])
         self.gen.set_state(tensors["rng"])

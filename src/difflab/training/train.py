@@ -49,6 +49,7 @@ from difflab.models.digits import TRAIN_KIND, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet, UNetConfig
 from difflab.runtime import machine_line
+from difflab.training.common import drop_conditions, flatten_optimizer, lr_at, unflatten_optimizer, update_ema
 
 
 @dataclass
@@ -124,21 +125,6 @@ BUDGET_CALIBRATION_STEPS = 20
 BUDGET_REFIT_STEPS = 200
 
 
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
-    sd = opt.state_dict()
-    tensors = {f"opt.{i}.{k}": torch.as_tensor(v) for i, s in sd["state"].items() for k, v in s.items()}
-    return tensors, sd["param_groups"]
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list) -> dict:
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, i, name = key.split(".", 2)
-            state.setdefault(int(i), {})[name] = v
-    return {"state": state, "param_groups": groups}
-
-
 def snapshot_dir(out_dir) -> Path:
     """OUT/snapshots: where a run keeps its --snapshot-minutes EMA weights."""
     return Path(out_dir) / "snapshots"
@@ -155,28 +141,6 @@ def snapshot_files(out_dir) -> list[tuple[float, Path]]:
     return sorted((float(p.stem[len("ema_"):-len("min")]), p) for p in files)
 
 
-def lr_at(step: int, cfg, total: int | None = None) -> float:
-    """Linear warm-up, then cosine from lr down to min_lr_ratio * lr at step `total` (default cfg.steps).
-    `cfg`: any config with lr, warmup_steps, min_lr_ratio and steps (TrainConfig, DistillConfig)."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    total = cfg.steps if total is None else total
-    p = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
-
-
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
-    """One EMA step of `ema` towards `model` (the teacher's and the student's trainers): decay
-    min(decay, (1 + step) / (10 + step)), since early weights are noise and a short horizon forgets them
-    sooner; buffers are copied."""
-    d = min(decay, (1 + step) / (10 + step))
-    for pe, p in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(p, 1 - d)
-    for be, b in zip(ema.buffers(), model.buffers()):
-        be.copy_(b)
-
-
 def load_training_data(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Both domains: images (N, 3, 28, 28) uint8, digits (N,), domains (N,) long."""
     imgs, digits, domains = [], [], []
@@ -186,18 +150,6 @@ def load_training_data(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, to
         digits.append(torch.from_numpy(ds.labels))
         domains.append(torch.full((len(ds),), i, dtype=torch.long))
     return torch.cat(imgs), torch.cat(digits), torch.cat(domains)
-
-
-def drop_conditions(digits, domains, g: torch.Generator, cfg: TrainConfig, null_digit=10, null_domain=2):
-    """Replace labels by the null token for CFG training (Ho & Salimans 2022)."""
-    u = torch.rand(len(digits), generator=g)
-    both = u < cfg.drop_both
-    only_digit = (u >= cfg.drop_both) & (u < cfg.drop_both + cfg.drop_digit)
-    lo = cfg.drop_both + cfg.drop_digit
-    only_domain = (u >= lo) & (u < lo + cfg.drop_domain)
-    digits = torch.where(both | only_digit, torch.full_like(digits, null_digit), digits)
-    domains = torch.where(both | only_domain, torch.full_like(domains, null_domain), domains)
-    return digits, domains
 
 
 class Trainer:
@@ -325,7 +277,7 @@ class Trainer:
             return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
-        opt_tensors, groups = _flatten_optimizer(self.opt)
+        opt_tensors, groups = flatten_optimizer(self.opt)
         tensors.update(opt_tensors)
         tensors.update({f"rng.{r}": s for r, s in enumerate(states)})
         meta = self._meta()
@@ -362,7 +314,7 @@ class Trainer:
             raise DifflabError(f"{path}: saved with {meta.get('world_size')} processes, resuming with {self.world}")
         load_state_strict(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
         load_state_strict(self.ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
-        self.opt.load_state_dict(_unflatten_optimizer(tensors, meta["param_groups"]))  # moved to the params
+        self.opt.load_state_dict(unflatten_optimizer(tensors, meta["param_groups"]))  # moved to the params
         if self.scaler.is_enabled() and "grad_scaler" in meta:
             self.scaler.load_state_dict(meta["grad_scaler"])
         self.gen.set_state(tensors[f"rng.{self.rank}"])

@@ -1,0 +1,73 @@
+"""What the teacher's, the student's and personalize's trainers share: the learning-rate curve, the EMA
+update, condition dropout for classifier-free guidance, and optimizer state stored in a checkpoint."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class CosineSchedule:
+    """The learning-rate curve's settings alone, for a trainer without a config that carries them
+    (personalize); TrainConfig and DistillConfig carry the same four fields."""
+
+    lr: float
+    steps: int
+    warmup_steps: int
+    min_lr_ratio: float
+
+
+def lr_at(step: int, cfg, total: int | None = None) -> float:
+    """Linear warm-up, then cosine from lr down to min_lr_ratio * lr at step `total` (default cfg.steps).
+    `cfg`: any config with lr, warmup_steps, min_lr_ratio and steps (CosineSchedule, TrainConfig,
+    DistillConfig)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    total = cfg.steps if total is None else total
+    p = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    """One EMA step of `ema` towards `model` (the teacher's and the student's trainers): decay
+    min(decay, (1 + step) / (10 + step)), since early weights are noise and a short horizon forgets them
+    sooner; buffers are copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p, 1 - d)
+    for be, b in zip(ema.buffers(), model.buffers()):
+        be.copy_(b)
+
+
+def drop_conditions(digits, domains, g: torch.Generator, cfg, null_digit=10, null_domain=2):
+    """Replace labels by the null token for CFG training (Ho & Salimans 2022): digits, domains (B,) long;
+    `cfg`: any config with the rates drop_both, drop_digit, drop_domain (TrainConfig)."""
+    u = torch.rand(len(digits), generator=g)
+    both = u < cfg.drop_both
+    only_digit = (u >= cfg.drop_both) & (u < cfg.drop_both + cfg.drop_digit)
+    lo = cfg.drop_both + cfg.drop_digit
+    only_domain = (u >= lo) & (u < lo + cfg.drop_domain)
+    digits = torch.where(both | only_digit, torch.full_like(digits, null_digit), digits)
+    domains = torch.where(both | only_domain, torch.full_like(domains, null_domain), domains)
+    return digits, domains
+
+
+def flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    """An optimizer's state as flat tensors `opt.{param index}.{name}` (a safetensors file holds only
+    tensors) and its param groups (JSON metadata); `unflatten_optimizer` turns them back."""
+    sd = opt.state_dict()
+    tensors = {f"opt.{i}.{k}": torch.as_tensor(v) for i, s in sd["state"].items() for k, v in s.items()}
+    return tensors, sd["param_groups"]
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list) -> dict:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    return {"state": state, "param_groups": groups}
