@@ -70,6 +70,8 @@ def parse_args():
     ap.add_argument("--steps", type=int, default=None, help="personalize steps (default: its own default)")
     ap.add_argument("--rank", type=int, default=None, help="LoRA rank (default: personalize's own)")
     ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's own)")
+    ap.add_argument("--row-lr", type=float, default=None,
+                    help="the new row's own learning rate, lora/finetune (default: the same as --lr)")
     ap.add_argument("--prior-weight", type=float, default=None,
                     help="share of each batch from the old domains, lora/finetune (default: the method's own)")
     ap.add_argument("--per-digit", type=int, default=20, help="generated images per digit of a style")
@@ -140,8 +142,9 @@ def run_one(target: str, method: str, images: Path, work: Path, args, base, clfs
     pc = PersonalizeConfig(images_dir=str(images), kind=spec["kind"], name=target, method=method,
                            domain=spec["domain"], out_dir=str(work / "concepts" / f"{target}-{method}"),
                            model=args.model, overwrite=True, eval_per_digit=1 if args.quick else 10,
-                           **{k: v for k in ("steps", "rank", "lr", "prior_weight")
-                              if (v := getattr(args, k)) is not None and not (k == "prior_weight" and method == "ti")})
+                           **{k: v for k in ("steps", "rank", "lr", "row_lr", "prior_weight")
+                              if (v := getattr(args, k)) is not None
+                              and not (k in ("row_lr", "prior_weight") and method == "ti")})
     res = personalize(pc, progress=False)
     per = args.per_digit if spec["kind"] == "domain" else args.symbol_count
     gen_dir = work / "generated" / f"{target}-{method}"
@@ -151,7 +154,8 @@ def run_one(target: str, method: str, images: Path, work: Path, args, base, clfs
     sizes = folder_bytes(res.path)
     meta = res.meta
     row = {"target": target, "kind": spec["kind"], "method": method, "primary": spec["primary"],
-           "concept": str(res.path), "steps": meta["steps"], "lr": meta["lr"], "rank": meta.get("rank"),
+           "concept": str(res.path), "steps": meta["steps"], "lr": meta["lr"], "row_lr": meta.get("row_lr"),
+           "rank": meta.get("rank"),
            "prior_weight": meta.get("prior_weight"), "final_loss": meta.get("final_loss"),
            "train_s": meta["wall_s"], "retained_eval_s": (meta.get("retained_eval") or {}).get("eval_s"),
            "retained_acc": meta.get("retained_acc"), "generate_s": timing["total_s"], "generated": timing["images"],
@@ -252,6 +256,7 @@ def main() -> None:
     out = {"command": " ".join([*threads, shlex.join([os.path.relpath(sys.executable), *sys.argv])]),
            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
            "settings": {"steps": args.steps, "rank": args.rank, "lr": args.lr, "prior_weight": args.prior_weight,
+                        "row_lr": args.row_lr,
                         "per_digit": args.per_digit,
                         "symbol_count": args.symbol_count,
                         "model": args.model, "quick": args.quick, "classifier": asdict(ccfg),

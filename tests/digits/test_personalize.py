@@ -171,6 +171,26 @@ def test_finetune_concept_with_prior_preservation(tmp_path, base, style_dir, mon
     assert not torch.equal(outputs(adapted, [1, 2], [0, 1]), outputs(model, [1, 2], [0, 1]))  # all weights moved
 
 
+def test_row_lr_sets_the_new_rows_rate_alone(tmp_path, base, style_dir):
+    """--row-lr: equal to --lr, the concept is bit for bit the one without it (the optimizer's two groups
+    change nothing else); near 0, the row stays at its start (the null row) while the other weights still
+    train at --lr."""
+    kw = dict(method="finetune", lr=1e-3, eval_per_digit=0)
+    plain = load_concept(run(style_dir, tmp_path / "plain", base, **kw).path)
+    same = run(style_dir, tmp_path / "same", base, row_lr=1e-3, **kw)
+    assert same.meta["row_lr"] == same.meta["lr"] == 1e-3
+    same = load_concept(same.path)
+    assert torch.equal(same.row, plain.row) and all(torch.equal(same.unet[k], plain.unet[k]) for k in plain.unet)
+    frozen = run(style_dir, tmp_path / "frozen", base, row_lr=1e-12, **kw)
+    assert frozen.meta["row_lr"] == 1e-12
+    frozen = load_concept(frozen.path)
+    model, _, _ = load_digit_model(base)
+    null_row = model.domain_emb.weight[2]
+    assert (frozen.row - null_row).abs().max() < 1e-6 < (plain.row - null_row).abs().max()
+    moved = [k for k in plain.unet if not torch.equal(frozen.unet[k], model.state_dict()[k])]
+    assert len(moved) > len(plain.unet) // 2  # the rest of the network trained as before
+
+
 def test_prior_batches_mix_old_domains(base, style_dir):
     cfg = make_cfg(style_dir, "unused", base, method="finetune", prior_weight=0.5, batch_size=8)
     model, _, meta = load_digit_model(base)
@@ -216,6 +236,8 @@ def test_concept_of_another_base_is_refused(tmp_path, base, style_dir):
     ("no-peft", "need the peft package"),
     ("digit-without-domain", "--as digit needs --domain"),
     ("ti-prior", "nothing to preserve"),
+    ("ti-row-lr", "ti trains only the row"),
+    ("row-lr-0", "--row-lr must be in"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, base, style_dir, monkeypatch, case, message):
     images, kw = style_dir, {}
@@ -240,6 +262,10 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, base, style_dir, mon
         kw["kind"] = "digit"
     elif case == "ti-prior":
         kw["prior_weight"] = 0.5
+    elif case == "ti-row-lr":
+        kw["row_lr"] = 0.1
+    elif case == "row-lr-0":
+        kw.update(method="finetune", row_lr=0.0)
     out = tmp_path / "concept"
     with pytest.raises(DifflabError, match=message) as e:
         run(images, out, base, **kw)

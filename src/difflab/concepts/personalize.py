@@ -74,6 +74,7 @@ class PersonalizeConfig:
     domain: str | None = None  # --as digit: the known domain the symbol is drawn in (mnistm | svhn)
     steps: int = 300
     lr: float | None = None  # None: DEFAULT_LR of the method
+    row_lr: float | None = None  # lora/finetune: the new row's own peak rate (pivotal tuning); None: lr
     rank: int = 4  # LoRA rank
     batch_size: int = 32
     prior_weight: float | None = None  # share of each batch from the old domains; None: DEFAULT_PRIOR
@@ -104,6 +105,10 @@ class PersonalizeConfig:
         check_count("eval_per_digit", self.eval_per_digit, 0)
         if self.lr is not None:
             check_number("lr", self.lr, 0, 1, low_open=True)
+        if self.row_lr is not None:
+            check_number("row_lr", self.row_lr, 0, 1, low_open=True)
+            if self.method == "ti":
+                raise DifflabError("--row-lr: ti trains only the row; its rate is --lr")
         if self.prior_weight is not None:
             check_number("prior_weight", self.prior_weight, 0, 1, high_open=True)
             if self.method == "ti" and self.prior_weight > 0:
@@ -113,6 +118,9 @@ class PersonalizeConfig:
 
     def learning_rate(self) -> float:
         return DEFAULT_LR[self.method] if self.lr is None else self.lr
+
+    def row_learning_rate(self) -> float:
+        return self.learning_rate() if self.row_lr is None else self.row_lr
 
     def prior_share(self) -> float:
         return DEFAULT_PRIOR[self.method] if self.prior_weight is None else self.prior_weight
@@ -238,7 +246,11 @@ def fit(model, params, schedule, draw, cfg: PersonalizeConfig, g: torch.Generato
     dev = resolve_device(cfg.device)
     move(model, dev)
     sched = CosineSchedule(lr=cfg.learning_rate(), steps=cfg.steps, warmup_steps=cfg.steps // 20, min_lr_ratio=0.1)
-    opt = torch.optim.AdamW(params, lr=sched.lr, weight_decay=0.0)
+    # the new row may learn at its own rate (--row-lr, "pivotal tuning": a fast row beside slow adapters)
+    row = getattr(model, TABLES[cfg.kind]).extra
+    groups = [{"params": [row], "scale": cfg.row_learning_rate() / sched.lr},
+              {"params": [p for p in params if p is not row], "scale": 1.0}]
+    opt = torch.optim.AdamW([gr for gr in groups if gr["params"]], lr=sched.lr, weight_decay=0.0)
     scaler = grad_scaler(dev, cfg.bf16)  # active for fp16 autocast (CUDA cards without bf16) only
     model.train()
     avg = None
@@ -250,7 +262,7 @@ def fit(model, params, schedule, draw, cfg: PersonalizeConfig, g: torch.Generato
         noise = torch.randn(x0.shape, generator=g)
         x_t = schedule.q_sample(x0, t, noise).to(dev)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, sched)
+            group["lr"] = lr_at(step, sched) * group["scale"]
         with autocast(dev, cfg.bf16):
             pred = model(x_t, t.to(dev), digits.to(dev), domains.to(dev))
         loss = F.mse_loss(pred.float(), noise.to(dev))  # DDPM's L_simple, as the teacher was trained
@@ -295,7 +307,8 @@ def _meta(cfg: PersonalizeConfig, data: ConceptImages, model, digest: str, drops
     table = getattr(model, TABLES[cfg.kind])
     meta = {
         "format": FORMAT, "version": VERSION, "name": cfg.name, "kind": cfg.kind, "method": cfg.method,
-        "domain": cfg.domain, "steps": cfg.steps, "lr": cfg.learning_rate(), "batch_size": cfg.batch_size,
+        "domain": cfg.domain, "steps": cfg.steps, "lr": cfg.learning_rate(),
+        "row_lr": cfg.row_learning_rate(), "batch_size": cfg.batch_size,
         "rank": cfg.rank if cfg.method == "lora" else None, "prior_weight": cfg.prior_share(), "seed": cfg.seed,
         "images": {"count": len(data.images), "folder": str(cfg.images_dir)},
         "base_model": str(cfg.model), "base_sha256": digest, "embedding_dim": int(table.extra.shape[1]),

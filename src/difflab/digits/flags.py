@@ -51,6 +51,8 @@ PERSONALIZE = {
     "domain": Flag("--as digit: the known domain the symbol is drawn in", choices=DOMAINS, shown="none"),
     "steps": "optimisation steps",
     "lr": Flag("peak AdamW learning rate (warm-up, then cosine decay)", shown="ti 3e-2, lora 1e-3, finetune 2e-5"),
+    "row_lr": Flag("peak learning rate of the new embedding row alone (lora, finetune): a faster row beside "
+                   "slower weights, as pivotal tuning does", shown="the same as --lr"),
     "rank": "LoRA rank (--method lora)",
     "batch_size": "images per step",
     "prior_weight": Flag("share of each batch drawn from the old domains' offline data, against forgetting them "
