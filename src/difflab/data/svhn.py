@@ -3,7 +3,7 @@
 A house-number crop: the labelled digit in the centre, parts of neighbour digits left and right,
 varied colours and contrast, size, slight rotation/shear, blur and noise, on a photo-textured plate.
 Fonts: matplotlib's own plus any under /usr/share/fonts, each validated by rendering 0-9 (some fonts
-claim digits but draw placeholders or symbols; see docs/NOTES.md).
+claim digits but draw placeholders or symbols; see docs/machine-notes.md).
 """
 
 from __future__ import annotations
