@@ -68,7 +68,8 @@ def time_training(device: str, batch_size: int, steps: int) -> dict | None:
     data: the speed does not depend on the pixels). Under torchrun: every rank trains, rank 0 reports."""
     import torch.distributed as dist
 
-    from difflab.training.train import TrainConfig, Trainer
+    from difflab.training.config import TrainConfig
+    from difflab.training.train import Trainer
 
     rank, world, _, _ = dist_env()
     n = 4096

@@ -30,7 +30,7 @@ from difflab.digits.info import checkpoint_info  # noqa: E402
 from difflab.digits.quality import plot_time_to_quality, quality_point, run_record  # noqa: E402
 from difflab.models.digits import model_path  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
-from difflab.training.train import snapshot_files  # noqa: E402
+from difflab.training.config import snapshot_files  # noqa: E402
 
 
 def release_flags(batch: str, lr: str = "1e-3", *more: str) -> list[str]:

@@ -6,13 +6,14 @@
 # Fréchet distance no worse than the shipped teacher's, both judged by the shipped classifiers). Run it
 # alone on the machine, in the background:
 #   nohup scripts/train_release.sh > runs/release.log 2>&1 &
-# Variables: MINUTES (budget, 60), OUT (runs/release), SHIP (1: ship a passing model; 0: never),
+# Variables: MINUTES (budget, 60), OUT (runs/release), SEED (0), SHIP (1: ship a passing model; 0: never),
 # CLASSIFIERS (1: first retrain the two evaluation classifiers into OUT, timed separately, and ship them
 # with the model; the gate then still judges with the shipped ones, the judges of every number so far).
 # The recipe (docs/RESULTS.md §9, the recipe search): Min-SNR-5 loss weighting, batch 64, lr 1e-3 (the two
 # best levers of the 10-minute rows together), 1 res block per level (the best of the 15-minute rows
 # started from that recipe: 0.57 s -> 0.42 s per step, more of them). RECIPE="..." replaces these flags
-# (e.g. RECIPE="--loss-weighting min-snr --batch-size 64 --lr 1e-3" is the first one-hour run's recipe).
+# (e.g. RECIPE="--loss-weighting min-snr --batch-size 64 --lr 1e-3" is the first one-hour run's recipe;
+# adding "--extra-ema-decays 0.9995 ..." keeps more EMAs in OUT/emas/, which the gate judges but never ships).
 # No one-hour run has passed the gate yet (0.980 / 0.982, 0.986 / 0.988 with this recipe, 0.994 / 0.976 with
 # it at batch 32: docs/RESULTS.md §9).
 # A run that was interrupted continues with --resume latest (its record then says legs 2: not one curve).
@@ -37,7 +38,7 @@ fi
 cls_done=$(date +%s)
 resume=()
 [ -f "$OUT/checkpoint.safetensors" ] && resume=(--resume latest)
-$DL digits train --out-dir "$OUT" --time-budget "$MINUTES" --snapshot-minutes 10 --seed 0 "${RECIPE[@]}" "${resume[@]}"
+$DL digits train --out-dir "$OUT" --time-budget "$MINUTES" --snapshot-minutes 10 --seed "${SEED:-0}" "${RECIPE[@]}" "${resume[@]}"
 end=$(date +%s)
 echo "classifiers: $((cls_done - start)) s, diffusion: $((end - cls_done)) s (budget $MINUTES min)"
 $DL digits info --model "$OUT/ema.safetensors"

@@ -136,7 +136,8 @@ class _Stop(Exception):
 @pytest.mark.parametrize("cards, backend, current", [(0, "gloo", None), (2, "nccl", torch.device("cuda", 1))])
 def test_trainer_joins_with_the_backend_of_its_device(fake_cuda, monkeypatch, cards, backend, current):
     """Rank 3 of 4 (2 per node) under torchrun: on a GPU node NCCL on cuda:LOCAL_RANK, else gloo."""
-    from difflab.training.train import TrainConfig, Trainer
+    from difflab.training.config import TrainConfig
+    from difflab.training.train import Trainer
 
     fake_cuda(cards)
     for k, v in {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():

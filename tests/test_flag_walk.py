@@ -56,6 +56,7 @@ ALLOWED = {
     ("*", "--warmup-steps"): {"0"},  # no warm-up
     ("*", "--weight-decay"): {"0"},
     ("*", "--ema-decay"): {"0"},  # EMA = the raw weights
+    ("*", "--extra-ema-decays"): {"0"},  # one more "EMA": the raw weights
     ("*", "--min-lr-ratio"): {"0"},  # cosine decay to 0
     ("*", "--grad-clip"): {"0", "1e30"},  # 0: no clipping; a norm no gradient reaches: no clipping either
     ("*", "--clip-x0"): {"1e30"},  # a bound no image reaches: the same as no clipping

@@ -71,8 +71,8 @@ def _configs():
     from difflab.digits.sweep import SWEEP_PER_DIGIT
     from difflab.personalize import config as ti
     from difflab.report.config import ReportConfig
+    from difflab.training.config import TrainConfig
     from difflab.training.distill import DistillConfig
-    from difflab.training.train import TrainConfig
 
     ti_args = ["--model", "sd", "--embeds", "e"]
     return [  # (argv, config class, the config the defaults must give)

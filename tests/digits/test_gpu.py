@@ -53,7 +53,8 @@ def test_training_distillation_and_ddim_run_on_the_card(tmp_path, tiny_unet):
     from difflab.models.loaders import load_digits
     from difflab.training import distill as Dl
     from difflab.training import trajectories as Tj
-    from difflab.training.train import TrainConfig, Trainer
+    from difflab.training.config import TrainConfig
+    from difflab.training.train import Trainer
 
     g = torch.Generator().manual_seed(0)
     data = (torch.randint(0, 256, (16, 3, 28, 28), generator=g, dtype=torch.uint8),

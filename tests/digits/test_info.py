@@ -56,7 +56,8 @@ def test_training_records_its_run(tmp_path):
     from difflab.digits.info import checkpoint_info
     from difflab.io import load_checkpoint
     from difflab.models.unet import UNetConfig
-    from difflab.training.train import TrainConfig, Trainer
+    from difflab.training.config import TrainConfig
+    from difflab.training.train import Trainer
 
     def driven(trainer):
         ticks = itertools.count()

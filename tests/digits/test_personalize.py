@@ -172,20 +172,22 @@ def test_finetune_concept_with_prior_preservation(tmp_path, base, style_dir, mon
 
 
 def test_row_lr_sets_the_new_rows_rate_alone(tmp_path, base, style_dir):
-    """--row-lr: equal to --lr, the concept is bit for bit the one without it (the optimizer's two groups
-    change nothing else); near 0, the row stays at its start (the null row) while the other weights still
-    train at --lr."""
+    """--row-lr: lora and finetune default to DEFAULT_ROW_LR (given explicitly, the concept is bit for bit the
+    default one); at --lr the row moves less than at the default; near 0 the row stays at its start (the
+    null row) while the other weights still train at --lr."""
     kw = dict(method="finetune", lr=1e-3, eval_per_digit=0)
-    plain = load_concept(run(style_dir, tmp_path / "plain", base, **kw).path)
-    same = run(style_dir, tmp_path / "same", base, row_lr=1e-3, **kw)
-    assert same.meta["row_lr"] == same.meta["lr"] == 1e-3
-    same = load_concept(same.path)
+    plain = run(style_dir, tmp_path / "plain", base, **kw)
+    assert plain.meta["row_lr"] == pmod.DEFAULT_ROW_LR["finetune"] == 3e-2 and plain.meta["lr"] == 1e-3
+    plain = load_concept(plain.path)
+    same = load_concept(run(style_dir, tmp_path / "same", base, row_lr=3e-2, **kw).path)
     assert torch.equal(same.row, plain.row) and all(torch.equal(same.unet[k], plain.unet[k]) for k in plain.unet)
+    model, _, _ = load_digit_model(base)
+    null_row = model.domain_emb.weight[2]
+    even = load_concept(run(style_dir, tmp_path / "even", base, row_lr=1e-3, **kw).path)
+    assert 0 < (even.row - null_row).norm() < (plain.row - null_row).norm()
     frozen = run(style_dir, tmp_path / "frozen", base, row_lr=1e-12, **kw)
     assert frozen.meta["row_lr"] == 1e-12
     frozen = load_concept(frozen.path)
-    model, _, _ = load_digit_model(base)
-    null_row = model.domain_emb.weight[2]
     assert (frozen.row - null_row).abs().max() < 1e-6 < (plain.row - null_row).abs().max()
     moved = [k for k in plain.unet if not torch.equal(frozen.unet[k], model.state_dict()[k])]
     assert len(moved) > len(plain.unet) // 2  # the rest of the network trained as before

@@ -10,7 +10,8 @@ from difflab.errors import DifflabError
 from difflab.io import load_checkpoint
 from difflab.models.digits import load_digit_model
 from difflab.training.common import drop_conditions, lr_at
-from difflab.training.train import TrainConfig, Trainer, train
+from difflab.training.config import TrainConfig
+from difflab.training.train import Trainer, train
 
 from .conftest import TINY
 
@@ -141,7 +142,7 @@ def _data(n=16):
 
 def test_fresh_run_refuses_another_runs_files(tmp_path):
     from difflab.outdir import inplace_output_dir
-    from difflab.training.train import RUN_FILES
+    from difflab.training.config import RUN_FILES
 
     def claim(**kw):  # train()'s folder policy on rank 0
         with inplace_output_dir(tmp_path, run_files=RUN_FILES, resume_flag="--resume latest", **kw):
@@ -191,7 +192,7 @@ def test_time_budget_fits_the_steps_to_the_measured_step_time(tmp_path):
 def test_time_budget_run_stops_saved_with_its_fitted_curve(tmp_path):
     """A clock at 0.25 s per step and a 10 s budget: 20 timed steps (5 s) fit 20 more, 40 in all; the
     cosine ends there, the run stops there with checkpoint and EMA saved, both recording the length."""
-    from difflab.training.train import BUDGET_CALIBRATION_STEPS
+    from difflab.training.config import BUDGET_CALIBRATION_STEPS
 
     cfg = _cfg(tmp_path, 10**6, time_budget=10 / 60)
     tr = Trainer(cfg)
@@ -220,7 +221,7 @@ def test_time_budget_refits_when_the_machine_slows_down(tmp_path, monkeypatch):
     shortens the curve to end there, at the cosine's floor."""
     from difflab.models.unet import UNetConfig
     from difflab.training import train as train_module
-    from difflab.training.train import BUDGET_CALIBRATION_STEPS, BUDGET_REFIT_STEPS
+    from difflab.training.config import BUDGET_CALIBRATION_STEPS, BUDGET_REFIT_STEPS
 
     assert (BUDGET_CALIBRATION_STEPS, BUDGET_REFIT_STEPS) == (20, 200)
     monkeypatch.setattr(train_module, "BUDGET_REFIT_STEPS", 20)

@@ -8,7 +8,8 @@ from PIL import Image
 from difflab.cli import main
 from difflab.errors import DifflabError
 from difflab.io import load_checkpoint
-from difflab.training.train import TrainConfig, Trainer
+from difflab.training.config import TrainConfig
+from difflab.training.train import Trainer
 
 from .conftest import TINY
 
@@ -103,9 +104,59 @@ def test_fresh_run_refuses_a_folder_with_snapshots_and_overwrite_drops_them(tmp_
     assert not (tmp_path / "run" / "snapshots").exists() and (tmp_path / "run" / "notes.txt").read_text() == "mine"
 
 
+def _weights(path):
+    return load_checkpoint(path)[0]
+
+
+def test_extra_ema_is_what_a_run_with_that_decay_saves(tmp_path):
+    """--extra-ema-decays D: OUT/emas/ema_D.safetensors equals, bit for bit, the ema.safetensors of a run
+    with --ema-decay D, and the run's own EMA is the one it has without extras. The decays sit below the
+    EMA's warm-up cap (1 + step) / (10 + step) over these 5 steps, so they really differ."""
+    extra = _trainer(tmp_path / "extra", steps=5, extra_ema_decays=(0.05, 0.2))
+    extra.fit(progress=False)
+    plain, alone = _trainer(tmp_path / "plain", steps=5), _trainer(tmp_path / "alone", steps=5, ema_decay=0.2)
+    plain.fit(progress=False)
+    alone.fit(progress=False)
+    kept, kept_meta = load_checkpoint(tmp_path / "extra" / "emas" / "ema_0.2.safetensors")
+    assert kept_meta["train"]["ema_decay"] == 0.2 and kept_meta["train"]["extra_ema_decays"] == []
+    assert kept_meta["step"] == 5
+    same = _weights(tmp_path / "alone" / "ema.safetensors")
+    assert all(torch.equal(kept[k], same[k]) for k in same)
+    main_ema = _weights(tmp_path / "extra" / "ema.safetensors")
+    plain_ema = _weights(tmp_path / "plain" / "ema.safetensors")
+    assert all(torch.equal(main_ema[k], plain_ema[k]) for k in plain_ema)
+    low = _weights(tmp_path / "extra" / "emas" / "ema_0.05.safetensors")
+    assert any(not torch.equal(low[k], kept[k]) for k in kept)
+
+
+def test_resume_restores_the_extra_emas_and_refuses_other_decays(tmp_path):
+    first = _trainer(tmp_path, steps=3, extra_ema_decays=(0.05, 0.2))
+    first.fit(progress=False)  # checkpoint at step 3
+    second = _trainer(tmp_path, steps=6, extra_ema_decays=(0.05, 0.2))
+    second.resume("latest")
+    for a, b in zip(first.extra_emas, second.extra_emas, strict=True):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    with pytest.raises(DifflabError, match=r"--extra-ema-decays \[0.05, 0.2\], this resume asks for \[0.2\]"):
+        _trainer(tmp_path, steps=6, extra_ema_decays=(0.2,)).resume("latest")
+
+
+def test_cli_extra_emas_are_written_and_overwrite_drops_them(tmp_path):
+    args = ["digits", "train", "--out-dir", str(tmp_path / "run"), "--steps", "2", "--batch-size", "2",
+            "--train-size", "4", "--base-channels", "8", "--channel-mults", "1", "--num-res-blocks", "1"]
+    assert main([*args, "--extra-ema-decays", "0.5", "0.9"]) == 0
+    assert sorted(p.name for p in (tmp_path / "run" / "emas").iterdir()) == ["ema_0.5.safetensors",
+                                                                           "ema_0.9.safetensors"]
+    assert main([*args, "--overwrite"]) == 0
+    assert not (tmp_path / "run" / "emas").exists()
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("loss_weighting", "snr", "unknown --loss-weighting 'snr'"), ("min_snr_gamma", 0.0, "--min-snr-gamma"),
     ("snapshot_minutes", 0.0, "--snapshot-minutes"), ("snapshot_minutes", float("inf"), "--snapshot-minutes"),
+    ("extra_ema_decays", (1.0,), r"--extra-ema-decays must be in \[0, 1\)"),
+    ("extra_ema_decays", (0.999,), "must differ from each other and from --ema-decay 0.999"),
+    ("extra_ema_decays", (0.5, 0.5), "must differ from each other"),
 ])
 def test_config_refuses_bad_recipe_settings(field, value, message):
     with pytest.raises(DifflabError, match=message):

@@ -14,7 +14,8 @@ from difflab.models.unet import UNetConfig
 from difflab.report.config import ReportConfig
 from difflab.report.context import Context
 from difflab.report.training import training
-from difflab.training.train import TrainConfig, Trainer
+from difflab.training.config import TrainConfig
+from difflab.training.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -16,7 +16,8 @@ SHIPPED_CLASSIFIER = "the shipped one"
 
 def _train(args):
     from difflab.models.unet import UNetConfig
-    from difflab.training.train import TrainConfig, train
+    from difflab.training.config import TrainConfig
+    from difflab.training.train import train
 
     cfg = config_from_args(TrainConfig, args, unet=config_from_args(UNetConfig, args))
     trainer = train(cfg, resume=args.resume, overwrite=args.overwrite)
@@ -192,8 +193,8 @@ def _add_training(dsub) -> None:
     from difflab.digits import flags
     from difflab.digits.classify import ClassifierTrainConfig
     from difflab.models.unet import UNetConfig
+    from difflab.training.config import TrainConfig
     from difflab.training.distill import DistillConfig
-    from difflab.training.train import TrainConfig
 
     p = dsub.add_parser("train", help="train the conditional DDPM (torchrun-capable)")
     add_config_args(p, TrainConfig, flags.TRAIN, skip=flags.TRAIN_SKIP)

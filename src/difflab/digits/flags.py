@@ -52,7 +52,7 @@ PERSONALIZE = {
     "steps": "optimisation steps",
     "lr": Flag("peak AdamW learning rate (warm-up, then cosine decay)", shown="ti 3e-2, lora 1e-3, finetune 2e-5"),
     "row_lr": Flag("peak learning rate of the new embedding row alone (lora, finetune): a faster row beside "
-                   "slower weights, as pivotal tuning does", shown="the same as --lr"),
+                   "slower weights, as pivotal tuning does", shown="3e-2 (ti: --lr)"),
     "rank": "LoRA rank (--method lora)",
     "batch_size": "images per step",
     "prior_weight": Flag("share of each batch drawn from the old domains' offline data, against forgetting them "
@@ -76,7 +76,7 @@ _TRAINING = {
     "log_every": "steps between log lines",
 }
 
-# difflab.training.train.TrainConfig: `digits train` (its `unet` field: UNET below)
+# difflab.training.config.TrainConfig: `digits train` (its `unet` field: UNET below)
 TRAIN = {
     **_TRAINING,
     "out_dir": "run folder: checkpoints, EMA weights and the training log",
@@ -101,6 +101,9 @@ TRAIN = {
     "loss_weighting": Flag("eps: DDPM's plain epsilon MSE; min-snr: Min-SNR-gamma weights min(SNR, gamma) / SNR "
                            "(Hang et al. 2023; docs/RESULTS.md's recipe search)", choices=("eps", "min-snr")),
     "min_snr_gamma": "gamma of --loss-weighting min-snr",
+    "extra_ema_decays": Flag("more EMA decays kept beside --ema-decay in the same run, each written as "
+                             "OUT/emas/ema_{D}.safetensors (what a run with --ema-decay D saves)", nargs="*",
+                             metavar="D", shown="none"),
     "snapshot_minutes": Flag("also keep the EMA weights every this many minutes of training as "
                              "OUT/snapshots/ema_{M}min.safetensors (a time-to-quality curve)", shown="none"),
 }

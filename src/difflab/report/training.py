@@ -19,7 +19,7 @@ from difflab.digits.quality import plot_time_to_quality, quality_point
 from difflab.models.digits import model_path
 from difflab.report.context import Context
 from difflab.report.html import figure, paragraph, table
-from difflab.training.train import snapshot_files
+from difflab.training.config import snapshot_files
 
 
 def record_rows(train: dict) -> list[list[str]]:

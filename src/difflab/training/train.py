@@ -17,11 +17,12 @@ run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from difflab.checks import check_count, check_number, check_seed, check_weight_decay
 from difflab.data import DOMAINS, load_domain
 from difflab.device import (
     autocast,
-    check_device,
     cpu_generator,
     dist_env,
     distributed_backend,
@@ -50,95 +49,15 @@ from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet, UNetConfig
 from difflab.runtime import machine_line
 from difflab.training.common import drop_conditions, flatten_optimizer, lr_at, unflatten_optimizer, update_ema
-
-
-@dataclass
-class TrainConfig:
-    out_dir: str = "runs/digits"
-    steps: int = 6000
-    batch_size: int = 128  # global batch, split over DDP ranks
-    lr: float = 5e-4
-    warmup_steps: int = 200
-    min_lr_ratio: float = 0.05  # cosine decay to this fraction of lr
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    drop_both: float = 0.10  # P(digit and domain both null): the unconditional model for CFG
-    drop_digit: float = 0.05  # P(only digit null)
-    drop_domain: float = 0.05  # P(only domain null)
-    seed: int = 0
-    bf16: bool = True  # autocast: ~1.5x faster on CPU (bf16); on CUDA bf16 or fp16 by the card
-    device: str = "auto"  # auto | cpu | cuda | cuda:N; under torchrun each process takes cuda:LOCAL_RANK
-    data_root: str | None = None  # None: offline recipes
-    train_size: int = 16000  # per domain, synthetic recipes only
-    ckpt_every: int = 500
-    log_every: int = 50
-    unet: UNetConfig = field(default_factory=UNetConfig)
-    schedule: str = "linear"
-    num_train_timesteps: int = 1000
-    # minutes of training: the run measures its step time during warm-up, fits the number of steps (and so
-    # the cosine) to the budget, records that number, and stops with a saved checkpoint when time is up
-    time_budget: float | None = None
-    # "eps": DDPM's L_simple; "min-snr": each timestep's epsilon MSE weighted by min(SNR_t, gamma) / SNR_t
-    # (Hang et al. 2023, Min-SNR-gamma: low-noise steps, whose gradients fight the others', count less)
-    loss_weighting: str = "eps"
-    min_snr_gamma: float = 5.0
-    # every this many minutes of run time, also keep the EMA weights as OUT/snapshots/ema_{M}min.safetensors
-    # (a time-to-quality curve from one run; docs/RESULTS.md)
-    snapshot_minutes: float | None = None
-
-    def __post_init__(self):
-        """Refuse impossible settings when the config is built, so CLI, API and report share one check."""
-        for name in ("steps", "batch_size", "train_size", "ckpt_every", "log_every", "num_train_timesteps"):
-            check_count(name, getattr(self, name), 1)
-        check_count("warmup_steps", self.warmup_steps, 0)
-        if self.time_budget is not None:
-            check_number("time_budget", self.time_budget, 0, 7 * 24 * 60, low_open=True)
-        check_seed("seed", self.seed)  # seed * 1000 + rank must stay a valid torch seed
-        check_number("lr", self.lr, 0, 1, low_open=True)  # AdamW steps of more than 1 are a typo
-        for name in ("weight_decay", "grad_clip"):  # grad_clip 0: no clipping
-            check_number(name, getattr(self, name), 0)
-        check_weight_decay(self.lr, self.weight_decay)
-        check_number("ema_decay", self.ema_decay, 0, 1, high_open=True)
-        for name in ("min_lr_ratio", "drop_both", "drop_digit", "drop_domain"):
-            check_number(name, getattr(self, name), 0, 1)
-        if self.drop_both + self.drop_digit + self.drop_domain > 1:
-            raise DifflabError("--drop-both + --drop-digit + --drop-domain must be at most 1, got "
-                               f"{self.drop_both + self.drop_digit + self.drop_domain:g}")
-        if self.loss_weighting not in ("eps", "min-snr"):
-            raise DifflabError(f"unknown --loss-weighting {self.loss_weighting!r} (eps or min-snr)")
-        check_number("min_snr_gamma", self.min_snr_gamma, 0, 1e6, low_open=True)  # above max SNR (1e4): eps
-        if self.snapshot_minutes is not None:
-            check_number("snapshot_minutes", self.snapshot_minutes, 0, 7 * 24 * 60, low_open=True)
-        if self.schedule not in ("linear", "scaled_linear", "cosine"):
-            raise DifflabError(f"unknown --schedule {self.schedule!r} (linear, scaled_linear or cosine)")
-        check_device(self.device)
-
-
-# the files a run writes into its --out-dir; an existing one is never replaced without --resume/--overwrite,
-# and other files there are never touched (scripts/train_release.sh keeps its classifiers in the folder)
-RUN_FILES = ("checkpoint.safetensors", "ema.safetensors", "snapshots")
-# steps timed before --time-budget fits the run's length: inside the default 200 warm-up steps, whose
-# learning rates do not depend on the total, so the fit changes nothing already done
-BUDGET_CALIBRATION_STEPS = 20
-# then re-fitted every this many steps from their own time (a drifting machine still ends the cosine in time)
-BUDGET_REFIT_STEPS = 200
-
-
-def snapshot_dir(out_dir) -> Path:
-    """OUT/snapshots: where a run keeps its --snapshot-minutes EMA weights."""
-    return Path(out_dir) / "snapshots"
-
-
-def snapshot_path(out_dir, minutes: float) -> Path:
-    """OUT/snapshots/ema_{M}min.safetensors: the EMA weights after M minutes of training (--snapshot-minutes)."""
-    return snapshot_dir(out_dir) / f"ema_{minutes:g}min.safetensors"
-
-
-def snapshot_files(out_dir) -> list[tuple[float, Path]]:
-    """A run folder's snapshots as (minutes, path), earliest first; [] when it has none."""
-    files = snapshot_dir(out_dir).glob("ema_*min.safetensors")
-    return sorted((float(p.stem[len("ema_"):-len("min")]), p) for p in files)
+from difflab.training.config import (
+    BUDGET_CALIBRATION_STEPS,
+    BUDGET_REFIT_STEPS,
+    RUN_FILES,
+    TrainConfig,
+    extra_ema_path,
+    snapshot_dir,
+    snapshot_path,
+)
 
 
 def load_training_data(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -180,6 +99,7 @@ class Trainer:
         self.ema.load_state_dict(self.model.state_dict())
         self.model.to(self.device)
         self.ema.to(self.device)
+        self.extra_emas = [copy.deepcopy(self.ema) for _ in cfg.extra_ema_decays]
         self.schedule = NoiseSchedule(cfg.schedule, cfg.num_train_timesteps)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scaler = grad_scaler(self.device, cfg.bf16)  # active for fp16 autocast only
@@ -243,6 +163,8 @@ class Trainer:
 
     def _update_ema(self):
         update_ema(self.ema, self.model, self.step, self.cfg.ema_decay)
+        for ema, decay in zip(self.extra_emas, self.cfg.extra_ema_decays):
+            update_ema(ema, self.model, self.step, decay)
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def train_run(self) -> dict:
@@ -277,6 +199,8 @@ class Trainer:
             return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        for i, ema in enumerate(self.extra_emas):
+            tensors.update({f"extra_ema.{i}.{k}": v for k, v in ema.state_dict().items()})
         opt_tensors, groups = flatten_optimizer(self.opt)
         tensors.update(opt_tensors)
         tensors.update({f"rng.{r}": s for r, s in enumerate(states)})
@@ -314,6 +238,13 @@ class Trainer:
             raise DifflabError(f"{path}: saved with {meta.get('world_size')} processes, resuming with {self.world}")
         load_state_strict(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
         load_state_strict(self.ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
+        saved = tuple(meta.get("train", {}).get("extra_ema_decays", ()))
+        if saved != self.cfg.extra_ema_decays:
+            raise DifflabError(f"{path}: the run tracks --extra-ema-decays {list(saved)}, this resume asks for "
+                               f"{list(self.cfg.extra_ema_decays)} (an EMA cannot start half-way)")
+        for i, ema in enumerate(self.extra_emas):
+            prefix = f"extra_ema.{i}."
+            load_state_strict(ema, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, path)
         self.opt.load_state_dict(unflatten_optimizer(tensors, meta["param_groups"]))  # moved to the params
         if self.scaler.is_enabled() and "grad_scaler" in meta:
             self.scaler.load_state_dict(meta["grad_scaler"])
@@ -330,7 +261,8 @@ class Trainer:
         if self.world == 1:
             return
         differ = []
-        for prefix, module in (("model", self.model), ("ema", self.ema)):
+        for prefix, module in (("model", self.model), ("ema", self.ema),
+                               *((f"extra_ema.{i}", e) for i, e in enumerate(self.extra_emas))):
             for name, t in module.state_dict().items():
                 mine = t.detach().to(self.comm)
                 ref = mine.clone()
@@ -413,6 +345,11 @@ class Trainer:
             run = self.saved_run if self.saved_run is not None else self.train_run()
             save_digit_model(Path(cfg.out_dir) / "ema.safetensors", self.ema, self.schedule,
                              {"train": asdict(cfg), "step": self.step, "train_run": run})
+            for ema, decay in zip(self.extra_emas, cfg.extra_ema_decays):  # recorded as the run it equals
+                path = extra_ema_path(cfg.out_dir, decay)
+                path.parent.mkdir(exist_ok=True)
+                same = asdict(replace(cfg, ema_decay=decay, extra_ema_decays=()))
+                save_digit_model(path, ema, self.schedule, {"train": same, "step": self.step, "train_run": run})
 
 
 def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True, overwrite: bool = False
@@ -432,6 +369,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True, ov
         with folder:  # a refused folder changes nothing in the process, so the settings come after it
             if rank == 0 and overwrite and not resume:  # the replaced run's snapshots would mix with this one's
                 shutil.rmtree(snapshot_dir(cfg.out_dir), ignore_errors=True)
+                shutil.rmtree(Path(cfg.out_dir) / "emas", ignore_errors=True)
             # the node's cores are shared by the processes on this node (LOCAL_WORLD_SIZE), not the world
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
             np.seterr(all="ignore")

@@ -1,0 +1,119 @@
+"""`digits train`'s settings (the CLI's flags come from TrainConfig's fields) and the files a run folder holds.
+
+Apart from the trainer: what only reads a run (the report, the release gate, the recipe benchmark) needs
+its settings and file names, not the training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from difflab.checks import check_count, check_number, check_seed, check_weight_decay
+from difflab.device import check_device
+from difflab.errors import DifflabError
+from difflab.models.unet import UNetConfig
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/digits"
+    steps: int = 6000
+    batch_size: int = 128  # global batch, split over DDP ranks
+    lr: float = 5e-4
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05  # cosine decay to this fraction of lr
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    # more EMA decays tracked beside ema_decay in the same run, each written as OUT/emas/ema_{D}.safetensors
+    # at the end: the EMA axis of a recipe search without more training (an EMA never feeds back into the
+    # updates, so each file is what a run with --ema-decay D would save as its ema.safetensors)
+    extra_ema_decays: tuple[float, ...] = ()
+    drop_both: float = 0.10  # P(digit and domain both null): the unconditional model for CFG
+    drop_digit: float = 0.05  # P(only digit null)
+    drop_domain: float = 0.05  # P(only domain null)
+    seed: int = 0
+    bf16: bool = True  # autocast: ~1.5x faster on CPU (bf16); on CUDA bf16 or fp16 by the card
+    device: str = "auto"  # auto | cpu | cuda | cuda:N; under torchrun each process takes cuda:LOCAL_RANK
+    data_root: str | None = None  # None: offline recipes
+    train_size: int = 16000  # per domain, synthetic recipes only
+    ckpt_every: int = 500
+    log_every: int = 50
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    schedule: str = "linear"
+    num_train_timesteps: int = 1000
+    # minutes of training: the run measures its step time during warm-up, fits the number of steps (and so
+    # the cosine) to the budget, records that number, and stops with a saved checkpoint when time is up
+    time_budget: float | None = None
+    # "eps": DDPM's L_simple; "min-snr": each timestep's epsilon MSE weighted by min(SNR_t, gamma) / SNR_t
+    # (Hang et al. 2023, Min-SNR-gamma: low-noise steps, whose gradients fight the others', count less)
+    loss_weighting: str = "eps"
+    min_snr_gamma: float = 5.0
+    # every this many minutes of run time, also keep the EMA weights as OUT/snapshots/ema_{M}min.safetensors
+    # (a time-to-quality curve from one run; docs/RESULTS.md)
+    snapshot_minutes: float | None = None
+
+    def __post_init__(self):
+        """Refuse impossible settings when the config is built, so CLI, API and report share one check."""
+        for name in ("steps", "batch_size", "train_size", "ckpt_every", "log_every", "num_train_timesteps"):
+            check_count(name, getattr(self, name), 1)
+        check_count("warmup_steps", self.warmup_steps, 0)
+        if self.time_budget is not None:
+            check_number("time_budget", self.time_budget, 0, 7 * 24 * 60, low_open=True)
+        check_seed("seed", self.seed)  # seed * 1000 + rank must stay a valid torch seed
+        check_number("lr", self.lr, 0, 1, low_open=True)  # AdamW steps of more than 1 are a typo
+        for name in ("weight_decay", "grad_clip"):  # grad_clip 0: no clipping
+            check_number(name, getattr(self, name), 0)
+        check_weight_decay(self.lr, self.weight_decay)
+        check_number("ema_decay", self.ema_decay, 0, 1, high_open=True)
+        self.extra_ema_decays = tuple(self.extra_ema_decays)  # from JSON metadata: a list
+        for decay in self.extra_ema_decays:
+            check_number("extra_ema_decays", decay, 0, 1, high_open=True)
+        if len({self.ema_decay, *self.extra_ema_decays}) != 1 + len(self.extra_ema_decays):
+            raise DifflabError(f"--extra-ema-decays must differ from each other and from --ema-decay "
+                               f"{self.ema_decay:g}, got {' '.join(f'{d:g}' for d in self.extra_ema_decays)}")
+        for name in ("min_lr_ratio", "drop_both", "drop_digit", "drop_domain"):
+            check_number(name, getattr(self, name), 0, 1)
+        if self.drop_both + self.drop_digit + self.drop_domain > 1:
+            raise DifflabError("--drop-both + --drop-digit + --drop-domain must be at most 1, got "
+                               f"{self.drop_both + self.drop_digit + self.drop_domain:g}")
+        if self.loss_weighting not in ("eps", "min-snr"):
+            raise DifflabError(f"unknown --loss-weighting {self.loss_weighting!r} (eps or min-snr)")
+        check_number("min_snr_gamma", self.min_snr_gamma, 0, 1e6, low_open=True)  # above max SNR (1e4): eps
+        if self.snapshot_minutes is not None:
+            check_number("snapshot_minutes", self.snapshot_minutes, 0, 7 * 24 * 60, low_open=True)
+        if self.schedule not in ("linear", "scaled_linear", "cosine"):
+            raise DifflabError(f"unknown --schedule {self.schedule!r} (linear, scaled_linear or cosine)")
+        check_device(self.device)
+
+
+# the files a run writes into its --out-dir; an existing one is never replaced without --resume/--overwrite,
+# and other files there are never touched (scripts/train_release.sh keeps its classifiers in the folder)
+RUN_FILES = ("checkpoint.safetensors", "ema.safetensors", "snapshots", "emas")
+# steps timed before --time-budget fits the run's length: inside the default 200 warm-up steps, whose
+# learning rates do not depend on the total, so the fit changes nothing already done
+BUDGET_CALIBRATION_STEPS = 20
+# then re-fitted every this many steps from their own time (a drifting machine still ends the cosine in time)
+BUDGET_REFIT_STEPS = 200
+
+
+def snapshot_dir(out_dir) -> Path:
+    """OUT/snapshots: where a run keeps its --snapshot-minutes EMA weights."""
+    return Path(out_dir) / "snapshots"
+
+
+def snapshot_path(out_dir, minutes: float) -> Path:
+    """OUT/snapshots/ema_{M}min.safetensors: the EMA weights after M minutes of training (--snapshot-minutes)."""
+    return snapshot_dir(out_dir) / f"ema_{minutes:g}min.safetensors"
+
+
+def extra_ema_path(out_dir, decay: float) -> Path:
+    """OUT/emas/ema_{D}.safetensors: the weights of the run's --extra-ema-decays D."""
+    return Path(out_dir) / "emas" / f"ema_{decay:g}.safetensors"
+
+
+def snapshot_files(out_dir) -> list[tuple[float, Path]]:
+    """A run folder's snapshots as (minutes, path), earliest first; [] when it has none."""
+    files = snapshot_dir(out_dir).glob("ema_*min.safetensors")
+    return sorted((float(p.stem[len("ema_"):-len("min")]), p) for p in files)
