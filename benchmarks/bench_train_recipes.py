@@ -94,12 +94,13 @@ def evaluate_row(root: Path, name: str, per_digit: int, cache: dict) -> dict | N
 
 
 def recipe_label(path: Path) -> str:
-    """'batch 64, lr 1e-3, 1 res block, min-snr' from a run's recorded training config."""
+    """'batch 64, lr 1e-3, 1 res block, min-snr' (', seed 1' when not 0) from a run's recorded training config."""
     info = checkpoint_info(path)
     cfg = info["train"]["config"] or {}
     blocks = (info["unet"] or {}).get("num_res_blocks")
+    seed = f", seed {cfg['seed']}" if cfg.get("seed") else ""
     return (f"batch {cfg.get('batch_size')}, lr {cfg.get('lr', 0):g}, {blocks} res block{'s' * (blocks != 1)}, "
-            f"{cfg.get('loss_weighting', 'eps')}")
+            f"{cfg.get('loss_weighting', 'eps')}{seed}")
 
 
 def old_vs_new(releases: list[Path], rows: list[dict], per_digit: int, cache: dict) -> dict[str, list[dict]]:

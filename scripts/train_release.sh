@@ -14,8 +14,8 @@
 # started from that recipe: 0.57 s -> 0.42 s per step, more of them). RECIPE="..." replaces these flags
 # (e.g. RECIPE="--loss-weighting min-snr --batch-size 64 --lr 1e-3" is the first one-hour run's recipe;
 # adding "--extra-ema-decays 0.9995 ..." keeps more EMAs in OUT/emas/, which the gate judges but never ships).
-# No one-hour run has passed the gate yet (0.980 / 0.982, 0.986 / 0.988 with this recipe, 0.994 / 0.976 with
-# it at batch 32: docs/RESULTS.md §9).
+# No one-hour run has passed the gate yet (0.980 / 0.982; 0.986 / 0.988 and, with SEED=1, 0.984 / 0.986 with
+# this recipe; 0.994 / 0.976 with it at batch 32: docs/RESULTS.md §9).
 # A run that was interrupted continues with --resume latest (its record then says legs 2: not one curve).
 # After shipping a new teacher, re-distil the student: scripts/distill_release.sh.
 set -euo pipefail

@@ -8,6 +8,7 @@ from PIL import Image
 from difflab.cli import main
 from difflab.errors import DifflabError
 from difflab.io import load_checkpoint
+from difflab.training.common import ema_warmup, inert_decays
 from difflab.training.config import TrainConfig
 from difflab.training.train import Trainer
 
@@ -141,12 +142,24 @@ def test_resume_restores_the_extra_emas_and_refuses_other_decays(tmp_path):
         _trainer(tmp_path, steps=6, extra_ema_decays=(0.2,)).resume("latest")
 
 
-def test_cli_extra_emas_are_written_and_overwrite_drops_them(tmp_path):
+def test_ema_warmup_cap_and_the_decays_it_makes_inert():
+    """The cap (1 + step) / (10 + step) reaches 0.999 only at update 8990: the one-hour runs' 8417 steps
+    never used 0.999 or anything above it (docs/RESULTS.md §9), only 0.998 (from update 4490)."""
+    assert ema_warmup(8990) >= 0.999 > ema_warmup(8989)
+    assert inert_decays([0.999, 0.9995, 0.998], 8417) == [0.999, 0.9995]
+    assert inert_decays([0.998], 4491) == [] and inert_decays([0.998], 4490) == [0.998]
+
+
+def test_cli_extra_emas_are_written_and_overwrite_drops_them(tmp_path, capsys):
     args = ["digits", "train", "--out-dir", str(tmp_path / "run"), "--steps", "2", "--batch-size", "2",
             "--train-size", "4", "--base-channels", "8", "--channel-mults", "1", "--num-res-blocks", "1"]
     assert main([*args, "--extra-ema-decays", "0.5", "0.9"]) == 0
     assert sorted(p.name for p in (tmp_path / "run" / "emas").iterdir()) == ["ema_0.5.safetensors",
                                                                            "ema_0.9.safetensors"]
+    # 2 steps: the cap stays at 2 / 11, below every decay: the CLI says so, and the files are the same
+    assert "note: EMA decay 0.999, 0.5, 0.9 never took effect in 2 steps" in capsys.readouterr().out
+    half, most = (_weights(tmp_path / "run" / "emas" / f"ema_{d}.safetensors") for d in ("0.5", "0.9"))
+    assert all(torch.equal(half[k], most[k]) for k in most)
     assert main([*args, "--overwrite"]) == 0
     assert not (tmp_path / "run" / "emas").exists()
 

@@ -16,6 +16,7 @@ SHIPPED_CLASSIFIER = "the shipped one"
 
 def _train(args):
     from difflab.models.unet import UNetConfig
+    from difflab.training.common import ema_warmup, inert_decays
     from difflab.training.config import TrainConfig
     from difflab.training.train import train
 
@@ -23,6 +24,11 @@ def _train(args):
     trainer = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if trainer.rank == 0:
         print(f"EMA weights: {cfg.out_dir}/ema.safetensors (step {trainer.step})")
+        inert = inert_decays((cfg.ema_decay, *cfg.extra_ema_decays), trainer.step)
+        if inert:  # measured: the one-hour runs' 0.999 was this (docs/RESULTS.md §9)
+            print(f"note: EMA decay {', '.join(f'{d:g}' for d in inert)} never took effect in {trainer.step} steps: "
+                  f"the warm-up cap (1 + step) / (10 + step) stayed below it ({ema_warmup(trainer.step - 1):.5f} "
+                  f"at the end), so those weights are the warm-up schedule's, as with any higher decay")
 
 
 def _train_classifier(args):

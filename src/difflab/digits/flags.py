@@ -84,7 +84,8 @@ TRAIN = {
     "batch_size": "global batch, split over the DDP ranks",
     "lr": "peak AdamW learning rate (warm-up, then cosine decay)",
     "weight_decay": "AdamW weight decay",
-    "ema_decay": "decay of the EMA weights that are saved and sampled from",
+    "ema_decay": "decay of the EMA weights that are saved and sampled from, capped by the warm-up (1 + step) / "
+                 "(10 + step): D takes effect from step 9 / (1 - D) - 10 (0.999: 8990)",
     "drop_both": "probability of dropping digit and domain together (the unconditional model CFG needs)",
     "drop_digit": "probability of dropping the digit only",
     "drop_domain": "probability of dropping the domain only",

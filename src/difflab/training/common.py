@@ -31,12 +31,25 @@ def lr_at(step: int, cfg, total: int | None = None) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def ema_warmup(step: int) -> float:
+    """The EMA's decay cap at 0-based update `step`: (1 + step) / (10 + step) (TensorFlow's
+    ExponentialMovingAverage with num_updates). It reaches a decay D only at step 9 / (1 - D) - 10: 0.999
+    at step 8990, so in a shorter run every decay from the cap up gives the same weights."""
+    return (1 + step) / (10 + step)
+
+
+def inert_decays(decays, steps: int) -> list[float]:
+    """The decays a run of `steps` updates never used: above the warm-up cap at its last update (their
+    EMAs are the warm-up schedule's, equal to each other bit for bit)."""
+    return [d for d in decays if steps < 1 or d > ema_warmup(steps - 1)]
+
+
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
     """One EMA step of `ema` towards `model` (the teacher's and the student's trainers): decay
-    min(decay, (1 + step) / (10 + step)), since early weights are noise and a short horizon forgets them
+    min(decay, ema_warmup(step)), since early weights are noise and a short horizon forgets them
     sooner; buffers are copied."""
-    d = min(decay, (1 + step) / (10 + step))
+    d = min(decay, ema_warmup(step))
     for pe, p in zip(ema.parameters(), model.parameters()):
         pe.lerp_(p, 1 - d)
     for be, b in zip(ema.buffers(), model.buffers()):
