@@ -57,6 +57,9 @@ ROWS = {
     "release-1block-mults122": ("release recipe, 1 res block, channels 32-64-64 (1.35x cheaper steps, 1.14M "
                                 "parameters instead of 2.66M)",
                                 release_flags("64", "1e-3", "--num-res-blocks", "1", "--channel-mults", "1", "2", "2")),
+    "release-1block-base24": ("release recipe, 1 res block, channels 24-48-96 (as cheap as the row above, "
+                              "1.50M parameters)", release_flags("64", "1e-3", "--num-res-blocks", "1",
+                                                                 "--base-channels", "24")),
 }
 
 
