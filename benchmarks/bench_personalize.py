@@ -71,7 +71,7 @@ def parse_args():
     ap.add_argument("--rank", type=int, default=None, help="LoRA rank (default: personalize's own)")
     ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's own)")
     ap.add_argument("--row-lr", type=float, default=None,
-                    help="the new row's own learning rate, lora/finetune (default: the same as --lr)")
+                    help="the new row's own learning rate, lora/finetune (default: personalize's own, 3e-2)")
     ap.add_argument("--prior-weight", type=float, default=None,
                     help="share of each batch from the old domains, lora/finetune (default: the method's own)")
     ap.add_argument("--per-digit", type=int, default=20, help="generated images per digit of a style")

@@ -25,9 +25,7 @@ from pathlib import Path
 from difflab.digits.quality import plot_time_to_quality, quality_point
 from difflab.io import atomic_path
 from difflab.runtime import finish_machine, machine
-from difflab.training.config import snapshot_files
-
-EXTRA_EMAS = "emas/ema_*.safetensors"
+from difflab.training.config import extra_ema_files, snapshot_files
 
 TARGET_ACC = 0.995
 
@@ -53,7 +51,7 @@ def main() -> int:
     curve = [quality_point(p, args.curve_per_digit) for _, p in snapshot_files(run)]
     if not curve or curve[-1]["minutes"] < new["minutes"] - 0.5:  # the run ended between two snapshots
         curve.append(quality_point(run / "ema.safetensors", args.curve_per_digit))
-    extras = [quality_point(p, args.per_digit, progress=True) for p in sorted(run.glob(EXTRA_EMAS))]
+    extras = [quality_point(p, args.per_digit, progress=True) for p in extra_ema_files(run)]
     fails = verdict(new, old)
     for name, p in (("candidate", new), ("shipped teacher", old), *(("extra EMA", p) for p in extras)):
         print(f"{name:<16} acc MNIST-M {p['acc']['mnistm']:.3f} SVHN {p['acc']['svhn']:.3f}  "

@@ -138,8 +138,11 @@ def test_resume_restores_the_extra_emas_and_refuses_other_decays(tmp_path):
     for a, b in zip(first.extra_emas, second.extra_emas, strict=True):
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    other = _trainer(tmp_path, steps=6, extra_ema_decays=(0.2,))
+    fresh = {k: v.clone() for k, v in other.model.state_dict().items()}
     with pytest.raises(DifflabError, match=r"--extra-ema-decays \[0.05, 0.2\], this resume asks for \[0.2\]"):
-        _trainer(tmp_path, steps=6, extra_ema_decays=(0.2,)).resume("latest")
+        other.resume("latest")
+    assert all(torch.equal(v, fresh[k]) for k, v in other.model.state_dict().items())  # refused before loading
 
 
 def test_ema_warmup_cap_and_the_decays_it_makes_inert():

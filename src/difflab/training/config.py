@@ -108,9 +108,19 @@ def snapshot_path(out_dir, minutes: float) -> Path:
     return snapshot_dir(out_dir) / f"ema_{minutes:g}min.safetensors"
 
 
+def extra_ema_dir(out_dir) -> Path:
+    """OUT/emas: where a run writes the weights of its --extra-ema-decays."""
+    return Path(out_dir) / "emas"
+
+
 def extra_ema_path(out_dir, decay: float) -> Path:
     """OUT/emas/ema_{D}.safetensors: the weights of the run's --extra-ema-decays D."""
-    return Path(out_dir) / "emas" / f"ema_{decay:g}.safetensors"
+    return extra_ema_dir(out_dir) / f"ema_{decay:g}.safetensors"
+
+
+def extra_ema_files(out_dir) -> list[Path]:
+    """A run folder's extra EMA files, by name; [] when it has none."""
+    return sorted(extra_ema_dir(out_dir).glob("ema_*.safetensors"))
 
 
 def snapshot_files(out_dir) -> list[tuple[float, Path]]:

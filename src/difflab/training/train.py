@@ -54,6 +54,7 @@ from difflab.training.config import (
     BUDGET_REFIT_STEPS,
     RUN_FILES,
     TrainConfig,
+    extra_ema_dir,
     extra_ema_path,
     snapshot_dir,
     snapshot_path,
@@ -236,12 +237,12 @@ class Trainer:
             raise DifflabError(f"{path}: checkpoint is from another model config ({meta.get('unet')})")
         if meta.get("world_size", 1) != self.world:
             raise DifflabError(f"{path}: saved with {meta.get('world_size')} processes, resuming with {self.world}")
-        load_state_strict(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
-        load_state_strict(self.ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
         saved = tuple(meta.get("train", {}).get("extra_ema_decays", ()))
-        if saved != self.cfg.extra_ema_decays:
+        if saved != self.cfg.extra_ema_decays:  # refused with the other config checks, before any state moves
             raise DifflabError(f"{path}: the run tracks --extra-ema-decays {list(saved)}, this resume asks for "
                                f"{list(self.cfg.extra_ema_decays)} (an EMA cannot start half-way)")
+        load_state_strict(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
+        load_state_strict(self.ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
         for i, ema in enumerate(self.extra_emas):
             prefix = f"extra_ema.{i}."
             load_state_strict(ema, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, path)
@@ -369,7 +370,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True, ov
         with folder:  # a refused folder changes nothing in the process, so the settings come after it
             if rank == 0 and overwrite and not resume:  # the replaced run's snapshots would mix with this one's
                 shutil.rmtree(snapshot_dir(cfg.out_dir), ignore_errors=True)
-                shutil.rmtree(Path(cfg.out_dir) / "emas", ignore_errors=True)
+                shutil.rmtree(extra_ema_dir(cfg.out_dir), ignore_errors=True)
             # the node's cores are shared by the processes on this node (LOCAL_WORLD_SIZE), not the world
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
             np.seterr(all="ignore")
