@@ -98,13 +98,17 @@ def evaluate_row(root: Path, name: str, per_digit: int, cache: dict) -> dict | N
 
 
 def recipe_label(path: Path) -> str:
-    """'batch 64, lr 1e-3, 1 res block, min-snr' (', seed 1' when not 0) from a run's recorded training config."""
+    """'batch 64, lr 1e-3, 1 res block, min-snr' from a run's recorded training config, with ', channels
+    32-64-64' when the widths are not the default 32-64-128 and ', seed 1' when the seed is not 0."""
     info = checkpoint_info(path)
     cfg = info["train"]["config"] or {}
-    blocks = (info["unet"] or {}).get("num_res_blocks")
+    unet = info["unet"] or {}
+    blocks = unet.get("num_res_blocks")
+    widths = [unet.get("base_channels", 32) * m for m in unet.get("channel_mults", (1, 2, 4))]
+    channels = f", channels {'-'.join(map(str, widths))}" if widths != [32, 64, 128] else ""
     seed = f", seed {cfg['seed']}" if cfg.get("seed") else ""
-    return (f"batch {cfg.get('batch_size')}, lr {cfg.get('lr', 0):g}, {blocks} res block{'s' * (blocks != 1)}, "
-            f"{cfg.get('loss_weighting', 'eps')}{seed}")
+    return (f"batch {cfg.get('batch_size')}, lr {cfg.get('lr', 0):g}, {blocks} res block{'s' * (blocks != 1)}"
+            f"{channels}, {cfg.get('loss_weighting', 'eps')}{seed}")
 
 
 def old_vs_new(releases: list[Path], rows: list[dict], per_digit: int, cache: dict) -> dict[str, list[dict]]:

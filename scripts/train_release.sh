@@ -15,8 +15,8 @@
 # (e.g. RECIPE="--loss-weighting min-snr --batch-size 64 --lr 1e-3" is the first one-hour run's recipe;
 # adding "--extra-ema-decays 0.9995 ..." keeps more EMAs in OUT/emas/, which the gate judges but never ships).
 # No one-hour run has passed the gate yet (0.980 / 0.982; 0.986 / 0.988 and, with SEED=1, 0.984 / 0.986 with
-# this recipe; 0.994 / 0.976 with it at batch 32: docs/RESULTS.md §9). Next to try: "--channel-mults 1 2 2"
-# added (the best 15-minute row: 1.38x the steps of this network; not yet run for the hour).
+# this recipe; 0.994 / 0.976 with it at batch 32; 0.986 / 0.990 with "--channel-mults 1 2 2" added, the best
+# 15-minute row, at higher Fréchet distances: docs/RESULTS.md §9). This recipe has the lowest Fréchet of the five.
 # A run that was interrupted continues with --resume latest (its record then says legs 2: not one curve).
 # After shipping a new teacher, re-distil the student: scripts/distill_release.sh.
 set -euo pipefail
