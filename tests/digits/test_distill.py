@@ -270,3 +270,41 @@ def test_init_starts_a_new_leg_from_a_checkpoints_ema(tmp_path, distilled, tiny_
             assert torch.equal(leg.ema.state_dict()[name], p), name
     with pytest.raises(DifflabError, match="teacher"):
         StudentTrainer(DistillConfig(**{**cfg.__dict__, "init": cfg.teacher}), tiny_unet, schedule, data)
+
+
+def test_the_student_records_its_own_run(tmp_path, distilled, tiny_unet):
+    """`digits info` on a student: seconds (trajectories + updates) over all legs and the number of legs
+    come from the file itself; a longer re-run adds a leg, a re-run with nothing left does not, a leg
+    started with --init counts the legs it started from, and a run resumed from a checkpoint that predates
+    the record writes none (its total is unknown) instead of a wrong one."""
+    from difflab.digits.info import checkpoint_info
+    from difflab.io import load_checkpoint, save_checkpoint
+
+    cfg, result = distilled
+    first = checkpoint_info(str(result.student_path))["train"]
+    assert first["legs"] == 1 and first["wall_s"] > 0 and "source" not in first
+    assert first["date"] and "cores" in first["machine"]
+    assert first["wall_s"] == pytest.approx(first["trajectories_s"] + first["student_s"], abs=0.11)
+    _, ckpt_meta = load_checkpoint(f"{cfg.out_dir}/checkpoint.safetensors")
+    run = ckpt_meta["train_run"]
+    assert run["legs"] == 1 and run["wall_s"] == pytest.approx(run["trajectories_s"] + run["student_s"], abs=0.11)
+    longer = DistillConfig(**{**cfg.__dict__, "steps": cfg.steps + 2})
+    second = checkpoint_info(str(distill(longer, progress=False, log=lambda s: None).student_path))["train"]
+    assert (second["steps"], second["legs"]) == (cfg.steps + 2, 2) and second["wall_s"] >= first["wall_s"]
+    again = checkpoint_info(str(distill(longer, progress=False, log=lambda s: None).student_path))["train"]
+    assert again["legs"] == 2  # nothing left to train: not a leg
+
+    schedule = NoiseSchedule()
+    data = load_trajectories(f"{cfg.out_dir}/trajectories", student_timesteps(schedule, cfg.student_steps))
+    leg = StudentTrainer(DistillConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "leg"),
+                                          "init": str(result.student_path)}), tiny_unet, schedule, data)
+    leg.fit(progress=False)
+    assert leg.train_run()["legs"] == 3
+
+    tensors, meta = load_checkpoint(f"{cfg.out_dir}/checkpoint.safetensors")
+    del meta["train_run"]  # as written before runs were recorded
+    save_checkpoint(f"{cfg.out_dir}/checkpoint.safetensors", tensors, meta)
+    old = DistillConfig(**{**cfg.__dict__, "steps": cfg.steps + 4})
+    _, student_meta = load_checkpoint(distill(old, progress=False, log=lambda s: None).student_path)
+    assert "train_run" not in student_meta
+    assert checkpoint_info(str(result.student_path))["train"]["legs"] is None

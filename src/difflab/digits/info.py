@@ -4,8 +4,9 @@ Prints one JSON object: the file (path, size, sha256 of its bytes), the model co
 the student section of a distilled model, and a `train` section with steps, wall_s (total training
 seconds over all legs), legs (separate runs that made it; 1 = one uninterrupted curve), machine, date and
 the data recipe. Runs record `train_run` themselves (training/train.py, training/distill.py); for the shipped
-teacher, trained before that existed, the values come from its training log as documented in
-docs/RESULTS.md (`HISTORY` below), marked `"source": "docs/RESULTS.md"`.
+teacher and student, made before that existed, the values come from their training logs as documented in
+docs/RESULTS.md (`HISTORY` below, by file name, used only when the file has no record of its own), marked
+`"source": "docs/RESULTS.md"`.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def checkpoint_info(name) -> dict:
                   "machine": run.get("machine"), "date": run.get("date"),
                   "data": data_recipe(train) if train else None, "config": train or None},
     }
-    if "source" in run:
-        info["train"]["source"] = run["source"]
+    for key in ("trajectories_s", "student_s", "source"):  # a student's two phases; HISTORY's origin
+        if key in run:
+            info["train"][key] = run[key]
     if meta.get("student"):
         info["student"] = meta["student"]
         info["distill"] = meta.get("distill")

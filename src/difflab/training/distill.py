@@ -50,6 +50,7 @@ from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
 from difflab.models.digits import load_digit_model, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet
+from difflab.runtime import machine_line
 from difflab.training.common import flatten_optimizer, lr_at, unflatten_optimizer, update_ema
 from difflab.training.trajectories import load_trajectories, make_trajectories, student_timesteps
 
@@ -174,6 +175,13 @@ def make_student(teacher: ConditionalUNet) -> ConditionalUNet:
     return student
 
 
+def earlier_run(meta: dict) -> dict | None:
+    """The seconds and legs recorded in a distillation checkpoint's or student's metadata; None when it
+    predates the record (then this run's total is unknown and is not written)."""
+    run = meta.get("train_run")
+    return None if run is None else {key: run[key] for key in ("trajectories_s", "student_s", "legs")}
+
+
 class StudentTrainer:
     """Phase 2: the student regresses the teacher's multi-step DDIM jumps (see module docstring)."""
 
@@ -194,6 +202,11 @@ class StudentTrainer:
         self.step = 0
         self.jump_scale = torch.zeros(len(self.grid))  # "balanced" weighting's running means (0: not seen yet)
         self.ckpt_path = Path(cfg.out_dir) / "checkpoint.safetensors"
+        # the run's record (`difflab digits info`): seconds and legs of the runs before this one (None:
+        # resumed from a checkpoint made before runs were recorded, so the total is unknown), this process's
+        # phase-1 seconds (set by distill()) and the start of its phase 2 (set by fit())
+        self.run_before: dict | None = {"trajectories_s": 0.0, "student_s": 0.0, "legs": 0}
+        self.trajectories_s, self.leg_start, self.leg_steps = 0.0, None, 0
         if cfg.init is not None:
             self.load_init(cfg.init)
 
@@ -210,6 +223,8 @@ class StudentTrainer:
             weights = student.state_dict()
         load_state_strict(self.model, weights, path)
         load_state_strict(self.ema, weights, path)
+        self.run_before = earlier_run(meta)  # its seconds and legs are part of this model's making
+
 
     def batch(self):
         """Random (trajectory, student step k) pairs -> x_t, x_next (B, 3, 28, 28), k, t, labels, w (B,)."""
@@ -261,7 +276,22 @@ class StudentTrainer:
         scaled_step(loss, self.opt, self.scaler, self.model.parameters(), self.cfg.grad_clip)
         update_ema(self.ema, self.model, self.step, self.cfg.ema_decay)
         self.step += 1
+        self.leg_steps += 1
         return loss.item()
+
+    def train_run(self) -> dict | None:
+        """Training seconds over all legs (teacher trajectories + student updates), legs (processes that
+        trained the student; 1 = one uninterrupted curve), machine and date; None when an earlier leg was
+        not recorded."""
+        if self.run_before is None:
+            return None
+        before = self.run_before
+        student_s = before["student_s"] + (time.time() - self.leg_start if self.leg_start is not None else 0.0)
+        trajectories_s = before["trajectories_s"] + self.trajectories_s
+        legs = before["legs"] + (1 if self.leg_steps or not before["legs"] else 0)  # a re-run with nothing left: 0
+        return {"wall_s": round(trajectories_s + student_s, 1), "trajectories_s": round(trajectories_s, 1),
+                "student_s": round(student_s, 1), "legs": legs,
+                "machine": machine_line(), "date": time.strftime("%Y-%m-%d")}
 
     def save(self) -> None:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -271,6 +301,8 @@ class StudentTrainer:
         tensors["rng"] = self.gen.get_state()
         tensors["jump_scale"] = self.jump_scale.clone()
         meta = {"kind": DISTILL_KIND, "step": self.step, "distill": asdict(self.cfg), "param_groups": groups}
+        if (run := self.train_run()) is not None:
+            meta["train_run"] = run
         if self.scaler.is_enabled():  # fp16 on CUDA: the loss scale is part of the state a resume needs
             meta["grad_scaler"] = self.scaler.state_dict()
         save_checkpoint(self.ckpt_path, tensors, meta)
@@ -295,11 +327,13 @@ class StudentTrainer:
         if "jump_scale" in tensors:
             self.jump_scale = tensors["jump_scale"].float()
         self.step = int(meta["step"])
+        self.run_before = earlier_run(meta)
 
     def fit(self, progress: bool = True, log=None) -> None:
         bar = tqdm(total=self.cfg.steps, initial=self.step, desc="distil", disable=not progress,
                    dynamic_ncols=True)
         avg = None
+        self.leg_start = time.time()
         while self.step < self.cfg.steps:
             loss = self.train_step()
             avg = loss if avg is None else 0.95 * avg + 0.05 * loss
@@ -337,6 +371,7 @@ def distill(cfg: DistillConfig, progress: bool = True, log=print) -> DistillResu
         wall["trajectories_s"] = time.time() - t0
         grid = student_timesteps(schedule, cfg.student_steps)
         trainer = StudentTrainer(cfg, teacher, schedule, load_trajectories(folder, grid))
+        trainer.trajectories_s = wall["trajectories_s"]
         if trainer.ckpt_path.exists():
             trainer.resume()
             log(f"resumed from {trainer.ckpt_path} at step {trainer.step}")
@@ -348,6 +383,8 @@ def distill(cfg: DistillConfig, progress: bool = True, log=print) -> DistillResu
                    "x0_steps": x0_output_steps(grid),
                    "teacher_step": tmeta.get("step")}
         path = out / "student.safetensors"
-        save_digit_model(path, trainer.ema, schedule, {"student": student, "distill": asdict(cfg),
-                                                       "step": trainer.step})
+        meta = {"student": student, "distill": asdict(cfg), "step": trainer.step}
+        if (run := trainer.train_run()) is not None:
+            meta["train_run"] = run
+        save_digit_model(path, trainer.ema, schedule, meta)
     return DistillResult(path, wall)
