@@ -29,6 +29,7 @@ _malloc.ensure()
 from difflab.digits.info import checkpoint_info  # noqa: E402
 from difflab.digits.quality import plot_time_to_quality, quality_point, run_record  # noqa: E402
 from difflab.models.digits import model_path  # noqa: E402
+from difflab.models.unet import UNetConfig  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
 from difflab.training.config import snapshot_files  # noqa: E402
 
@@ -102,10 +103,12 @@ def recipe_label(path: Path) -> str:
     32-64-64' when the widths are not the default 32-64-128 and ', seed 1' when the seed is not 0."""
     info = checkpoint_info(path)
     cfg = info["train"]["config"] or {}
-    unet = info["unet"] or {}
-    blocks = unet.get("num_res_blocks")
-    widths = [unet.get("base_channels", 32) * m for m in unet.get("channel_mults", (1, 2, 4))]
-    channels = f", channels {'-'.join(map(str, widths))}" if widths != [32, 64, 128] else ""
+    unet = UNetConfig.from_dict(info["unet"])
+    blocks = unet.num_res_blocks
+    widths = [unet.base_channels * m for m in unet.channel_mults]
+    default = UNetConfig()
+    channels = f", channels {'-'.join(map(str, widths))}" if widths != [default.base_channels * m for m in
+                                                                      default.channel_mults] else ""
     seed = f", seed {cfg['seed']}" if cfg.get("seed") else ""
     return (f"batch {cfg.get('batch_size')}, lr {cfg.get('lr', 0):g}, {blocks} res block{'s' * (blocks != 1)}"
             f"{channels}, {cfg.get('loss_weighting', 'eps')}{seed}")

@@ -1,12 +1,16 @@
 """What the teacher's, the student's and personalize's trainers share: the learning-rate curve, the EMA
-update, condition dropout for classifier-free guidance, and optimizer state stored in a checkpoint."""
+update, condition dropout for classifier-free guidance, optimizer state stored in a checkpoint, and the
+run record a checkpoint keeps of its own making."""
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
+
+from difflab.runtime import machine_line
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,13 @@ def lr_at(step: int, cfg, total: int | None = None) -> float:
     total = cfg.steps if total is None else total
     p = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def run_record(wall_s: float, legs: int, processes: int | None = None) -> dict:
+    """The keys every run's `train_run` record shares (`difflab digits info` reads them): training seconds
+    over all legs, legs (processes that made it; 1 = one uninterrupted curve), machine and date."""
+    return {"wall_s": round(wall_s, 1), "legs": legs, "machine": machine_line(processes),
+            "date": time.strftime("%Y-%m-%d")}
 
 
 def ema_warmup(step: int) -> float:

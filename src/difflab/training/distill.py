@@ -50,8 +50,7 @@ from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
 from difflab.models.digits import load_digit_model, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet
-from difflab.runtime import machine_line
-from difflab.training.common import flatten_optimizer, lr_at, unflatten_optimizer, update_ema
+from difflab.training.common import flatten_optimizer, lr_at, run_record, unflatten_optimizer, update_ema
 from difflab.training.trajectories import load_trajectories, make_trajectories, student_timesteps
 
 DISTILL_KIND = "difflab-digits-distill"
@@ -289,9 +288,8 @@ class StudentTrainer:
         student_s = before["student_s"] + (time.time() - self.leg_start if self.leg_start is not None else 0.0)
         trajectories_s = before["trajectories_s"] + self.trajectories_s
         legs = before["legs"] + (1 if self.leg_steps or not before["legs"] else 0)  # a re-run with nothing left: 0
-        return {"wall_s": round(trajectories_s + student_s, 1), "trajectories_s": round(trajectories_s, 1),
-                "student_s": round(student_s, 1), "legs": legs,
-                "machine": machine_line(), "date": time.strftime("%Y-%m-%d")}
+        return {**run_record(trajectories_s + student_s, legs), "trajectories_s": round(trajectories_s, 1),
+                "student_s": round(student_s, 1)}
 
     def save(self) -> None:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}

@@ -47,8 +47,14 @@ from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
 from difflab.models.digits import TRAIN_KIND, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet, UNetConfig
-from difflab.runtime import machine_line
-from difflab.training.common import drop_conditions, flatten_optimizer, lr_at, unflatten_optimizer, update_ema
+from difflab.training.common import (
+    drop_conditions,
+    flatten_optimizer,
+    lr_at,
+    run_record,
+    unflatten_optimizer,
+    update_ema,
+)
 from difflab.training.config import (
     BUDGET_CALIBRATION_STEPS,
     BUDGET_REFIT_STEPS,
@@ -172,8 +178,7 @@ class Trainer:
         """The run's own record (`difflab digits info`): training seconds over all legs, the number of
         legs (separate processes that made it; 1 = one uninterrupted curve), machine and date."""
         wall = self.wall_before + (self.clock() - self.leg_start)
-        return {"wall_s": round(wall, 1), "legs": self.legs, "machine": machine_line(self.world),
-                "date": time.strftime("%Y-%m-%d"),
+        return {**run_record(wall, self.legs, self.world),
                 "total_steps": self.total_steps, "time_budget_min": self.cfg.time_budget}
 
     def _meta(self) -> dict:
