@@ -61,6 +61,15 @@ ROWS = {
     "release-1block-base24": ("release recipe, 1 res block, channels 24-48-96 (as cheap as the row above, "
                               "1.50M parameters)", release_flags("64", "1e-3", "--num-res-blocks", "1",
                                                                  "--base-channels", "24")),
+    # the search axes the rows above left out (issue 11 item 1): the noise schedule
+    "release-1block-mults122-cosine": ("the 32-64-64 row with the cosine noise schedule (Nichol & Dhariwal "
+                                       "2021) instead of the linear one",
+                                       release_flags("64", "1e-3", "--num-res-blocks", "1", "--channel-mults", "1",
+                                                     "2", "2", "--schedule", "cosine")),
+    # and the prediction target (what the network's last layer learns; the model still returns eps)
+    "release-1block-mults122-v": ("the 32-64-64 row with v-prediction (Salimans & Ho 2022) instead of eps",
+                                  release_flags("64", "1e-3", "--num-res-blocks", "1", "--channel-mults", "1", "2",
+                                                "2", "--prediction", "v")),
 }
 
 
@@ -100,7 +109,8 @@ def evaluate_row(root: Path, name: str, per_digit: int, cache: dict) -> dict | N
 
 def recipe_label(path: Path) -> str:
     """'batch 64, lr 1e-3, 1 res block, min-snr' from a run's recorded training config, with ', channels
-    32-64-64' when the widths are not the default 32-64-128 and ', seed 1' when the seed is not 0."""
+    32-64-64' when the widths are not the default 32-64-128, the schedule and the prediction target when they
+    are not linear and eps, and ', seed 1' when the seed is not 0."""
     info = checkpoint_info(path)
     cfg = info["train"]["config"] or {}
     unet = UNetConfig.from_dict(info["unet"])
@@ -110,8 +120,10 @@ def recipe_label(path: Path) -> str:
     channels = f", channels {'-'.join(map(str, widths))}" if widths != [default.base_channels * m for m in
                                                                       default.channel_mults] else ""
     seed = f", seed {cfg['seed']}" if cfg.get("seed") else ""
+    schedule = f", {cfg['schedule']} schedule" if cfg.get("schedule", "linear") != "linear" else ""
+    target = f", {unet.prediction}-prediction" if unet.prediction != default.prediction else ""
     return (f"batch {cfg.get('batch_size')}, lr {cfg.get('lr', 0):g}, {blocks} res block{'s' * (blocks != 1)}"
-            f"{channels}, {cfg.get('loss_weighting', 'eps')}{seed}")
+            f"{channels}{schedule}{target}, {cfg.get('loss_weighting', 'eps')}{seed}")
 
 
 def old_vs_new(releases: list[Path], rows: list[dict], per_digit: int, cache: dict) -> dict[str, list[dict]]:

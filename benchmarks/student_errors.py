@@ -55,7 +55,7 @@ def jump_losses(trainer: StudentTrainer, student, data, grid) -> list[float]:
 
 def final_mse_from_each_start(student, schedule, data, grid) -> list[float]:
     """Final-image MSE vs the teacher's x_0 when the student runs from the teacher's state at jump k0."""
-    coef, x0_steps = jump_coefficients(schedule, grid), x0_output_steps(grid)
+    coef, x0_steps = jump_coefficients(schedule, grid), x0_output_steps(grid, student.config.prediction)
     out = []
     for k0 in range(len(grid)):
         x = data["x"][:, k0]

@@ -117,6 +117,8 @@ UNET = {
     "num_res_blocks": "residual blocks per level",
     "attention_levels": Flag("levels with self-attention in their residual blocks (the middle block always "
                              "has one)", nargs="*", metavar="L", shown="none"),
+    "prediction": Flag("what the network's last layer predicts: eps (the noise) or v (Salimans & Ho 2022); "
+                       "either way the model returns eps to samplers and losses", choices=("eps", "v")),
 }
 # fixed by the data (3 colour channels, 10 digits, 2 domains), the width (groups) and the distiller
 UNET_SKIP = ("in_channels", "num_digits", "num_domains", "groups", "guidance_input")

@@ -59,8 +59,8 @@ def load_digit_model(path=None, prefix: str = "") -> tuple[ConditionalUNet, Nois
         prefix = "ema."
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     try:
-        model = ConditionalUNet(UNetConfig.from_dict(meta["unet"]))
         schedule = NoiseSchedule.from_dict(meta["schedule"])
+        model = ConditionalUNet(UNetConfig.from_dict(meta["unet"]), schedule.alphas_cumprod)
     except (KeyError, TypeError) as e:
         raise DifflabError(f"{path}: checkpoint config is incomplete or from another version ({e})") from None
     load_state_strict(model, state, path)

@@ -1,4 +1,5 @@
-"""A compact conditional UNet for 28x28 digits (epsilon prediction), in the style of improved-diffusion.
+"""A compact conditional UNet for 28x28 digits, in the style of improved-diffusion: it returns epsilon, which
+its last layer predicts directly or, with `prediction="v"`, through v (converted inside forward()).
 
 Condition = timestep + digit + domain: their embeddings are summed and added inside every residual
 block (scale-shift norm). Index `num_digits` (10) is the "null" digit and `num_domains` (2) the null
@@ -19,6 +20,7 @@ from difflab.errors import DifflabError
 
 GUIDANCE_EMBED_SCALE = 100.0
 ATTENTION_HEADS = 4
+PREDICTIONS = ("eps", "v")
 
 
 @dataclass
@@ -35,6 +37,12 @@ class UNetConfig:
     # Guidance-distilled students (Meng et al. 2023) take the CFG scale w as a fourth condition, so one
     # forward pass gives what the teacher needs two for. False for the teacher: its weights are unchanged.
     guidance_input: bool = False
+    # What the last layer predicts. "eps": the noise (DDPM). "v": v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans &
+    # Ho 2022, sec. 4; a = alpha_bar_t), turned into eps = sqrt(1 - a) x_t + sqrt(a) v inside forward(), so
+    # every sampler, loss, distiller and adapter still gets eps: only what the network has to learn changes.
+    # At high noise a v network outputs ~ -x0 (bounded), where an eps network must be exact to ~1/sqrt(a)
+    # for the x0 that DDIM derives from it (160x at t = 999 of the linear schedule).
+    prediction: str = "eps"
 
     def __post_init__(self):
         """Refuse a network that cannot be built or cannot run on 28x28 digits, when the config is built
@@ -48,6 +56,8 @@ class UNetConfig:
             raise DifflabError(f"--channel-mults: give 1 to 3 levels for 28x28 images, got {list(self.channel_mults)}")
         for mult in self.channel_mults:
             check_count("channel_mults", mult)
+        if self.prediction not in PREDICTIONS:
+            raise DifflabError(f"unknown --prediction {self.prediction!r} ({' or '.join(PREDICTIONS)})")
         for level in self.attention_levels:
             check_count("attention_levels", level, 0, len(self.channel_mults) - 1)
 
@@ -113,12 +123,19 @@ class ConditionalUNet(nn.Module):
 
     x_t: (B, 3, 28, 28) float; t: (B,) long in [0, T); digit: (B,) long in [0, 10] (10 = null);
     domain: (B,) long in [0, 2] (2 = null); guidance: (B,) float CFG scale w, required exactly when
-    `config.guidance_input` (a distilled student). Returns eps, shape of x_t.
+    `config.guidance_input` (a distilled student). Returns eps, shape of x_t (float32 for a v network).
+
+    alphas_cumprod: the schedule's alpha_bar (T,), which a v network needs to return eps (kept as a
+    buffer outside the state dict: the schedule is saved beside the weights); an eps network ignores it.
     """
 
-    def __init__(self, config: UNetConfig | None = None):
+    def __init__(self, config: UNetConfig | None = None, alphas_cumprod: torch.Tensor | None = None):
         super().__init__()
         self.config = cfg = config or UNetConfig()
+        if cfg.prediction == "v":
+            if alphas_cumprod is None:
+                raise DifflabError("a v-prediction UNet needs its noise schedule's alphas_cumprod")
+            self.register_buffer("alphas_cumprod", alphas_cumprod.detach().float().clone(), persistent=False)
         ch, g = cfg.base_channels, cfg.groups
         emb_dim = 4 * ch
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -190,4 +207,8 @@ class ConditionalUNet(nn.Module):
         h = self._run_blocks(self.mid, h, emb)
         for blocks in self.up:
             h = self._run_blocks(blocks, torch.cat([h, hs.pop()], dim=1), emb)
-        return self.out(h)
+        out = self.out(h)
+        if self.config.prediction == "eps":
+            return out
+        a = self.alphas_cumprod[t].view(-1, 1, 1, 1)  # float32: the conversion is not worth bf16's error
+        return (1 - a).sqrt() * x.float() + a.sqrt() * out.float()  # eps from v (x_t = sqrt(a) x0 + sqrt(1-a) eps)

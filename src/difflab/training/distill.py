@@ -147,11 +147,12 @@ def jump_coefficients(schedule: NoiseSchedule, grid: list[int]) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float64)
 
 
-def x0_output_steps(grid: list[int]) -> list[int]:
+def x0_output_steps(grid: list[int], prediction: str = "eps") -> list[int]:
     """Timesteps where the student's output means x0, not eps: the first (t = T-1). There sqrt(a_t) is
     0.006, so x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) would need eps to 0.1 % (beyond a bf16 network:
-    measured, the eps-form student's x_749 was all error); x0 itself is well-conditioned there."""
-    return grid[:1]
+    measured, the eps-form student's x_749 was all error); x0 itself is well-conditioned there. None for a
+    v-prediction network: its eps carries x0 = sqrt(a_t) x_t - sqrt(1 - a_t) v, well-conditioned already."""
+    return [] if prediction == "v" else grid[:1]
 
 
 def student_output_to_eps(out: torch.Tensor, x_t: torch.Tensor, t: int, schedule: NoiseSchedule,
@@ -167,7 +168,7 @@ def student_output_to_eps(out: torch.Tensor, x_t: torch.Tensor, t: int, schedule
 def make_student(teacher: ConditionalUNet) -> ConditionalUNet:
     """A guidance-input copy of the teacher: same weights, plus a zero-initialised w embedding."""
     cfg = type(teacher.config).from_dict({**teacher.config.to_dict(), "guidance_input": True})
-    student = ConditionalUNet(cfg)
+    student = ConditionalUNet(cfg, getattr(teacher, "alphas_cumprod", None))  # a v teacher's schedule
     missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
     if unexpected or any(not k.startswith("guidance_mlp.") for k in missing):
         raise DifflabError("distill: teacher weights do not fit the student")
@@ -189,7 +190,7 @@ class StudentTrainer:
         self.grid = student_timesteps(schedule, cfg.student_steps)
         self.coef = jump_coefficients(schedule, self.grid)
         self.grid_t = torch.tensor(self.grid)
-        self.x0_steps = x0_output_steps(self.grid)
+        self.x0_steps = x0_output_steps(self.grid, teacher.config.prediction)
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.model = make_student(teacher).train().to(self.device)
@@ -378,7 +379,7 @@ def distill(cfg: DistillConfig, progress: bool = True, log=print) -> DistillResu
         wall["student_s"] = time.time() - t1
         student = {"steps": cfg.student_steps, "spacing": "trailing", "guidance_range": [cfg.guidance_min,
                    cfg.guidance_max], "guide": cfg.guide, "teacher": str(cfg.teacher or "shipped"),
-                   "x0_steps": x0_output_steps(grid),
+                   "x0_steps": x0_output_steps(grid, teacher.config.prediction),
                    "teacher_step": tmeta.get("step")}
         path = out / "student.safetensors"
         meta = {"student": student, "distill": asdict(cfg), "step": trainer.step}

@@ -101,13 +101,14 @@ class Trainer:
         if cfg.batch_size % self.world:
             raise DifflabError(f"batch size {cfg.batch_size} is not divisible by {self.world} processes")
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank (built on the CPU, then moved)
-        self.model = ConditionalUNet(cfg.unet)
-        self.ema = ConditionalUNet(cfg.unet).eval().requires_grad_(False)
+        self.schedule = NoiseSchedule(cfg.schedule, cfg.num_train_timesteps)
+        a_bar = self.schedule.alphas_cumprod  # a v-prediction network returns eps through it
+        self.model = ConditionalUNet(cfg.unet, a_bar)
+        self.ema = ConditionalUNet(cfg.unet, a_bar).eval().requires_grad_(False)
         self.ema.load_state_dict(self.model.state_dict())
         self.model.to(self.device)
         self.ema.to(self.device)
         self.extra_emas = [copy.deepcopy(self.ema) for _ in cfg.extra_ema_decays]
-        self.schedule = NoiseSchedule(cfg.schedule, cfg.num_train_timesteps)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scaler = grad_scaler(self.device, cfg.bf16)  # active for fp16 autocast only
         self.net = self.model
@@ -150,7 +151,9 @@ class Trainer:
     def _loss(self, pred: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Epsilon MSE (B, 3, 28, 28) -> scalar: DDPM's L_simple (Ho et al. 2020, eq. 14), or per-sample
         Min-SNR-gamma weights min(SNR_t, gamma) / SNR_t for epsilon prediction (Hang et al. 2023, eq. 7
-        and sec. 3.4), SNR_t = alpha_bar_t / (1 - alpha_bar_t): 1 where the noise dominates, < 1 near t = 0."""
+        and sec. 3.4), SNR_t = alpha_bar_t / (1 - alpha_bar_t): 1 where the noise dominates, < 1 near t = 0.
+        A v network's eps error is sqrt(alpha_bar_t) times its v error, so on it these are Hang et al.'s
+        v-prediction weights, min(SNR_t, gamma) / (SNR_t + 1) on the v MSE: one loss for both targets."""
         if self.cfg.loss_weighting == "eps":
             return F.mse_loss(pred, noise)
         a_bar = self.schedule.alphas_cumprod.to(pred.device)[t]
