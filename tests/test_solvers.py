@@ -31,8 +31,8 @@ def EPS(x, t):
     return (0.5 + t / 1000) * x / (1 + x * x) + 0.3 * x + 0.2 * torch.roll(x, 1, -1) - 0.1 * x.flip(1)
 
 
-def _reference(name, steps, karras, spacing):
-    kw = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+def _reference(name, steps, karras, spacing, beta_schedule="linear"):
+    kw = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule=beta_schedule,
               prediction_type="epsilon", use_karras_sigmas=karras, timestep_spacing=spacing)
     if name == "dpmpp-2m":
         ref = diffusers.DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, **kw)
@@ -46,7 +46,18 @@ def _reference(name, steps, karras, spacing):
 def test_every_step_matches_diffusers(name, steps, grid):
     karras, spacing = grid
     ours = SOLVERS[name](NoiseSchedule(), steps=steps, spacing=spacing, use_karras_sigmas=karras)
-    ref = _reference(name, steps, karras, spacing)
+    _assert_every_step_matches(ours, _reference(name, steps, karras, spacing))
+
+
+@pytest.mark.parametrize("name,steps", list(itertools.product(SOLVERS, (4, 10, 20))))
+def test_every_step_matches_diffusers_on_the_cosine_schedule(name, steps):
+    # a model trained with --schedule cosine: alpha_bar falls to ~1e-9 at t = 999 (betas capped at 0.999),
+    # the far end of the log-SNR range the solvers step in
+    ours = SOLVERS[name](NoiseSchedule("cosine"), steps=steps, spacing="trailing")
+    _assert_every_step_matches(ours, _reference(name, steps, False, "trailing", "squaredcos_cap_v2"))
+
+
+def _assert_every_step_matches(ours, ref):
     assert torch.equal(ours.timesteps, ref.timesteps) and torch.equal(ours.sigmas, ref.sigmas)
     x_T = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     got = list(ours.iterate(EPS, x_T))

@@ -77,11 +77,20 @@ def test_a_v_file_loads_back_and_keeps_the_schedule_out_of_the_weights(tmp_path)
         assert torch.allclose(model(x, t, d, m), (1 - a).sqrt() * x + a.sqrt() * eps_net(x, t, d, m), atol=1e-6)
 
 
-def test_a_v_network_without_its_schedule_or_an_unknown_target_is_refused():
+def test_a_v_network_without_its_schedule_or_an_unknown_target_is_refused(tmp_path):
     with pytest.raises(DifflabError, match="alphas_cumprod"):
         ConditionalUNet(V)
     with pytest.raises(DifflabError, match="--prediction 'x0'"):
         UNetConfig(prediction="x0")
+    # a file claiming a target no network has: one line naming the file
+    from difflab.io import load_checkpoint, save_checkpoint
+
+    good, bad = tmp_path / "v.safetensors", tmp_path / "x0.safetensors"
+    save_digit_model(good, ConditionalUNet(TINY), NoiseSchedule())
+    tensors, meta = load_checkpoint(good)
+    save_checkpoint(bad, tensors, {**meta, "unet": {**meta["unet"], "prediction": "x0"}})
+    with pytest.raises(DifflabError, match=f"^{bad}: unknown --prediction 'x0'"):
+        load_digit_model(bad)
 
 
 def test_a_v_network_trains_and_its_student_starts_as_its_conditional_branch(tmp_path):

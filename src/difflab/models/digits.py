@@ -63,6 +63,8 @@ def load_digit_model(path=None, prefix: str = "") -> tuple[ConditionalUNet, Nois
         model = ConditionalUNet(UNetConfig.from_dict(meta["unet"]), schedule.alphas_cumprod)
     except (KeyError, TypeError) as e:
         raise DifflabError(f"{path}: checkpoint config is incomplete or from another version ({e})") from None
+    except DifflabError as e:  # a config field no network can have (e.g. an unknown prediction target)
+        raise DifflabError(f"{path}: {e}") from None
     load_state_strict(model, state, path)
     if model.config.guidance_input:
         if not isinstance(meta.get("student"), dict):
