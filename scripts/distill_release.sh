@@ -7,9 +7,9 @@
 # The shipped student: `OMP_NUM_THREADS=1 STEPS=1500 scripts/distill_release.sh` (one torch thread because
 # other jobs shared the 2 cores: with two threads and any other process a step took 3-18 s instead of
 # 1.1 s), then resumed to 2500 steps (`STEPS=2500`, a warm restart of the cosine curve, as the teacher's
-# legs), to 5000, 7500 and 9000 (`STEPS=5000`, `7500`, `9000`, alone, two threads). From scratch the
-# default gives one 9000-step curve of the same recipe (about 3 hours alone on 2 cores: trajectories
-# ~15 min, 9000 steps at 1.1 s), not bit-identical weights. Wall time: docs/RESULTS.md §7 (the script prints it).
+# legs), to 5000, 7500, 9000 and 10500 (`STEPS=5000`, `7500`, `9000`, `10500`, alone, two threads). From
+# scratch the default gives one 10500-step curve of the same recipe (about 3.5 hours alone on 2 cores:
+# trajectories ~27 min, 10500 steps at 1.1 s), not bit-identical weights. Wall time: docs/RESULTS.md §7 (the script prints it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=1073741824
@@ -18,7 +18,7 @@ TEACHER=${TEACHER:-src/difflab/assets/digits_unet.safetensors}
 mkdir -p "$OUT"
 start=$(date +%s)
 .venv/bin/difflab digits distill --out-dir "$OUT" --teacher "$TEACHER" --student-steps 4 --teacher-steps 20 \
-  --guidance-min 1 --guidance-max 5 --trajectories "${TRAJECTORIES:-8000}" --steps "${STEPS:-9000}" \
+  --guidance-min 1 --guidance-max 5 --trajectories "${TRAJECTORIES:-8000}" --steps "${STEPS:-10500}" \
   --batch-size 128 --lr 1e-4 --seed 0
 end=$(date +%s)
 # ship the EMA student as float16 (as the teacher): half the size, loads back into float32

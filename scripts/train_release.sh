@@ -16,7 +16,8 @@
 # adding "--extra-ema-decays 0.9995 ..." keeps more EMAs in OUT/emas/, which the gate judges but never ships).
 # No one-hour run has passed the gate yet (0.980 / 0.982; 0.986 / 0.988 and, with SEED=1, 0.984 / 0.986 with
 # this recipe; 0.994 / 0.976 with it at batch 32; 0.986 / 0.990 with "--channel-mults 1 2 2" added, the best
-# 15-minute row, at higher Fréchet distances: docs/RESULTS.md §9). This recipe has the lowest Fréchet of the five.
+# 15-minute row, at higher Fréchet distances; 0.984 / 0.982 with "--schedule cosine" added: docs/RESULTS.md §9).
+# This recipe has the lowest Fréchet distances of the six.
 # A run that was interrupted continues with --resume latest (its record then says legs 2: not one curve).
 # After shipping a new teacher, re-distil the student: scripts/distill_release.sh.
 set -euo pipefail

@@ -70,7 +70,7 @@ class DistillConfig:
     guide: str = "digit"  # the teacher's CFG target, as in `digits generate --guide`
     trajectories: int = 8000
     traj_batch: int = 500
-    steps: int = 9000  # student optimisation steps (the shipped student's)
+    steps: int = 10500  # student optimisation steps (the shipped student's)
     batch_size: int = 128
     lr: float = 1e-4
     warmup_steps: int = 100
