@@ -54,7 +54,12 @@ def plot_time_to_quality(curves: dict[str, list[dict]], path, title: str | None 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(DOMAINS), figsize=(4.2 * len(DOMAINS), 6.4), squeeze=False)
+    # the legend gets a row of its own under the plots: with six or more runs, a legend inside an axes hid
+    # the curves it named (about 0.17 inch per entry at font size 7)
+    entries = len(curves) + 1
+    fig = plt.figure(figsize=(4.2 * len(DOMAINS), 6.4 + 0.17 * entries))
+    grid_spec = fig.add_gridspec(3, len(DOMAINS), height_ratios=[3.2, 3.2, 0.17 * entries + 0.1])
+    axes = [[fig.add_subplot(grid_spec[row, col]) for col in range(len(DOMAINS))] for row in (0, 1)]
     floor = None
     for name, points in curves.items():
         points = sorted(points, key=lambda p: p["minutes"])
@@ -72,6 +77,7 @@ def plot_time_to_quality(curves: dict[str, list[dict]], path, title: str | None 
             axes[1][col].axhline(floor[m], color="grey", ls="--", lw=1, label="real vs real")
         for row in (0, 1):
             axes[row][col].grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    axes[1][0].legend(fontsize=7)
+    legend = fig.add_subplot(grid_spec[2, :])
+    legend.axis("off")
+    legend.legend(*axes[1][0].get_legend_handles_labels(), loc="center", fontsize=7, frameon=False)
     save_figure(fig, path, title)
