@@ -386,6 +386,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True, ov
             if resume:
                 trainer.resume(resume)
             trainer.fit(progress)
+            if trainer.world > 1:  # leave together: a rank that tore its gloo group down while rank 0 was
+                dist.barrier()  # still writing its files aborted now and then (SIGABRT at exit, seen in tests)
     finally:
         if trainer is not None and trainer.owns_group and dist.is_initialized():
             dist.destroy_process_group()  # NCCL warns at exit about a group left open
