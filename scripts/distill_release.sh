@@ -9,7 +9,8 @@
 # 1.1 s), then resumed to 2500 steps (`STEPS=2500`, a warm restart of the cosine curve, as the teacher's
 # legs), to 5000, 7500, 9000 and 10500 (`STEPS=5000`, `7500`, `9000`, `10500`, alone, two threads). From
 # scratch the default gives one 10500-step curve of the same recipe (about 3.5 hours alone on 2 cores:
-# trajectories ~27 min, 10500 steps at 1.1 s), not bit-identical weights. Wall time: docs/RESULTS.md §7 (the script prints it).
+# trajectories ~27 min, 10500 steps at 1.1 s), not bit-identical weights. Wall time: docs/RESULTS.md §7
+# (the script prints it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=1073741824

@@ -11,6 +11,7 @@ from difflab.data import DOMAINS
 from difflab.device import DEVICE_HELP
 from difflab.diffusion.sampling import parse_guidance_interval
 from difflab.digits.generate import GENERATE_SAMPLERS
+from difflab.models.unet import PREDICTIONS
 
 # difflab.digits.generate.GenerateConfig: `digits generate`, `demo`, `digits reverse`, `digits sweep`
 GENERATE = {
@@ -118,7 +119,7 @@ UNET = {
     "attention_levels": Flag("levels with self-attention in their residual blocks (the middle block always "
                              "has one)", nargs="*", metavar="L", shown="none"),
     "prediction": Flag("what the network's last layer predicts: eps (the noise) or v (Salimans & Ho 2022); "
-                       "either way the model returns eps to samplers and losses", choices=("eps", "v")),
+                       "either way the model returns eps to samplers and losses", choices=PREDICTIONS),
 }
 # fixed by the data (3 colour channels, 10 digits, 2 domains), the width (groups) and the distiller
 UNET_SKIP = ("in_channels", "num_digits", "num_domains", "groups", "guidance_input")

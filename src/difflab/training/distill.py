@@ -379,7 +379,7 @@ def distill(cfg: DistillConfig, progress: bool = True, log=print) -> DistillResu
         wall["student_s"] = time.time() - t1
         student = {"steps": cfg.student_steps, "spacing": "trailing", "guidance_range": [cfg.guidance_min,
                    cfg.guidance_max], "guide": cfg.guide, "teacher": str(cfg.teacher or "shipped"),
-                   "x0_steps": x0_output_steps(grid, teacher.config.prediction),
+                   "x0_steps": trainer.x0_steps,
                    "teacher_step": tmeta.get("step")}
         path = out / "student.safetensors"
         meta = {"student": student, "distill": asdict(cfg), "step": trainer.step}
