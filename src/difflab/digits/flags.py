@@ -10,6 +10,7 @@ from difflab.config_args import Flag
 from difflab.data import DOMAINS
 from difflab.device import DEVICE_HELP
 from difflab.diffusion.sampling import parse_guidance_interval
+from difflab.diffusion.schedule import BETA_SCHEDULES
 from difflab.digits.generate import GENERATE_SAMPLERS
 from difflab.models.unet import PREDICTIONS
 
@@ -94,7 +95,7 @@ TRAIN = {
     "device": f"{DEVICE_HELP}; under torchrun each process takes cuda:LOCAL_RANK",
     "data_root": Flag("real data folder", shown="offline recipes"),
     "train_size": "synthesised training images per domain (offline recipes only)",
-    "schedule": Flag("noise schedule", choices=("linear", "scaled_linear", "cosine")),
+    "schedule": Flag("noise schedule", choices=BETA_SCHEDULES),
     "num_train_timesteps": "diffusion timesteps T",
     "time_budget": Flag("minutes of training: the step count (and the cosine) is fitted to it after 20 timed "
                         "steps and re-fitted every 200, replacing --steps; the run stops with a saved checkpoint "
@@ -146,6 +147,8 @@ DISTILL = {
                       "mean, so every jump gets an equal share",
     "init": Flag("start a new leg from this distillation checkpoint's or student's weights",
                  shown="the teacher's weights"),
+    "rollout": "share (0-1) of the rows at later jumps that start from the student's own previous jump "
+               "instead of the teacher's state (it learns to correct its own error)",
 }
 
 # difflab.digits.classify.ClassifierTrainConfig: `digits train-classifier`

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from difflab.checks import check_count, check_number, check_seed, check_weight_decay
 from difflab.device import check_device
+from difflab.diffusion.schedule import BETA_SCHEDULES
 from difflab.errors import DifflabError
 from difflab.models.unet import UNetConfig
 
@@ -83,8 +84,8 @@ class TrainConfig:
         check_number("min_snr_gamma", self.min_snr_gamma, 0, 1e6, low_open=True)  # above max SNR (1e4): eps
         if self.snapshot_minutes is not None:
             check_number("snapshot_minutes", self.snapshot_minutes, 0, 7 * 24 * 60, low_open=True)
-        if self.schedule not in ("linear", "scaled_linear", "cosine"):
-            raise DifflabError(f"unknown --schedule {self.schedule!r} (linear, scaled_linear or cosine)")
+        if self.schedule not in BETA_SCHEDULES:
+            raise DifflabError(f"unknown --schedule {self.schedule!r} (choose from {', '.join(BETA_SCHEDULES)})")
         check_device(self.device)
 
 
