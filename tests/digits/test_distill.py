@@ -197,6 +197,8 @@ def test_distill_config_validation():
         DistillConfig(lr=float("nan"))
     with pytest.raises(DifflabError, match="guidance-min"):
         DistillConfig(guidance_min=6.0)
+    with pytest.raises(DifflabError, match="rollout"):
+        DistillConfig(rollout=1.5)
 
 
 def test_loss_is_zero_at_the_exact_targets_in_both_output_forms(distilled, tiny_unet):
@@ -308,3 +310,38 @@ def test_the_student_records_its_own_run(tmp_path, distilled, tiny_unet):
     _, student_meta = load_checkpoint(distill(old, progress=False, log=lambda s: None).student_path)
     assert "train_run" not in student_meta
     assert checkpoint_info(str(result.student_path))["train"]["legs"] is None
+
+
+def test_rollout_rows_start_where_the_student_itself_would_stand(distilled, tiny_unet):
+    """--rollout 1: every row at a later jump starts from the EMA student's own jump from the teacher's
+    previous state of the same trajectory (as the sampler would take it), its target still the teacher's
+    next state; rows at the first jump are untouched. A resume with another share is refused."""
+    from difflab.training.distill import student_output_to_eps
+
+    cfg, _ = distilled
+    cfg = DistillConfig(**{**cfg.__dict__, "rollout": 1.0, "batch_size": 32, "bf16": False})
+    schedule = NoiseSchedule()
+    grid = student_timesteps(schedule, cfg.student_steps)
+    data = load_trajectories(f"{cfg.out_dir}/trajectories", grid)
+    trainer = StudentTrainer(cfg, tiny_unet, schedule, data)
+    with torch.no_grad():  # an EMA that differs from the teacher's weights, so the test sees which one ran
+        for p in trainer.ema.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    x_t, x_next, k, t, digit, domain, w, own, x_prev = trainer.batch()
+    assert torch.equal(own, k >= 1) and own.any() and (~own).any()
+    # x_prev is the same trajectory's teacher state one jump earlier
+    for row, prev in zip(x_t[own], x_prev):
+        j = ((data["x"][:, 1] - row).abs().amax(dim=(1, 2, 3)) == 0).nonzero().flatten()
+        assert len(j) == 1 and torch.equal(data["x"][j[0], 0], prev)
+    states = trainer.own_states(x_prev, k[own] - 1, digit[own], domain[own], w[own])
+    sampler = student_sampler(schedule, cfg.student_steps)
+    with torch.no_grad():
+        out = trainer.ema(x_prev, torch.full((len(x_prev),), grid[0]), digit[own], domain[own], w[own])
+    eps = student_output_to_eps(out, x_prev, grid[0], schedule, trainer.x0_steps)
+    expected = sampler.step(eps, grid[0], x_prev).prev_sample
+    assert torch.allclose(states, expected, atol=1e-4)
+    assert (states - x_t[own]).abs().max() > 1e-3  # not the teacher's state
+    trainer.train_step()  # the substitution runs inside a step
+    trainer.save()
+    with pytest.raises(DifflabError, match="rollout"):
+        StudentTrainer(DistillConfig(**{**cfg.__dict__, "rollout": 0.5}), tiny_unet, schedule, data).resume()

@@ -55,7 +55,8 @@ from difflab.training.trajectories import load_trajectories, make_trajectories, 
 
 DISTILL_KIND = "difflab-digits-distill"
 JUMP_WEIGHTINGS = ("x0", "balanced")
-DEFAULT_IF_ABSENT = {"jump_weighting": "x0"}  # fields added after checkpoints were written: what they meant
+# fields added after checkpoints were written: what they meant
+DEFAULT_IF_ABSENT = {"jump_weighting": "x0", "rollout": 0.0}
 JUMP_SCALE_DECAY = 0.98  # running mean of each jump's loss ("balanced"): ~50 steps of memory
 
 
@@ -87,6 +88,12 @@ class DistillConfig:
     # equal share (measured: the first jump's error shrinks ~30x on the way to x_0, the others' barely).
     jump_weighting: str = "x0"
     init: str | None = None  # start from this distillation checkpoint's or student's weights (a new leg)
+    # share of the rows at jumps k >= 1 that start from the student's OWN state instead of the teacher's:
+    # the EMA student's jump from the teacher's x_{t_(k-1)}, target still the teacher's x_{t_(k+1)}. At
+    # sampling time every jump after the first starts from the student's state, whose error the next
+    # jumps carry to the image (measured: the middle jumps make most of the final error); these rows teach
+    # the student to steer back onto the teacher's path (DAgger's idea). Costs one no-grad pass per row.
+    rollout: float = 0.0
 
     def __post_init__(self):
         """Refuse impossible settings when built (the shared checks of difflab.checks)."""
@@ -105,6 +112,7 @@ class DistillConfig:
         if self.guidance_min > self.guidance_max:
             raise DifflabError(f"--guidance-min {self.guidance_min:g} is above --guidance-max {self.guidance_max:g}")
         check_number("lr", self.lr, 0, 1, low_open=True)
+        check_number("rollout", self.rollout, 0, 1)
         check_number("grad_clip", self.grad_clip, 0)  # 0: no clipping
         check_number("ema_decay", self.ema_decay, 0, 1, high_open=True)
         check_number("min_lr_ratio", self.min_lr_ratio, 0, 1)
@@ -227,24 +235,42 @@ class StudentTrainer:
 
 
     def batch(self):
-        """Random (trajectory, student step k) pairs -> x_t, x_next (B, 3, 28, 28), k, t, labels, w (B,)."""
+        """Random (trajectory, student step k) pairs -> x_t, x_next (B, 3, 28, 28), k, t, labels, w (B,),
+        and the rows that start from the student's own state (B,) bool with their teacher states
+        x_{t_(k-1)} (R, 3, 28, 28) (`rollout`; none when it is 0, and no draw made for it then)."""
         x, K = self.data["x"], len(self.grid)
         i = torch.randint(len(x), (self.cfg.batch_size,), generator=self.gen)
         k = torch.randint(K, (self.cfg.batch_size,), generator=self.gen)
         t = torch.tensor(self.grid)[k]
-        return x[i, k], x[i, k + 1], k, t, self.data["digit"][i], self.data["domain"][i], self.data["w"][i]
+        own = torch.zeros(len(k), dtype=torch.bool)
+        if self.cfg.rollout > 0:
+            own = (k >= 1) & (torch.rand(len(k), generator=self.gen) < self.cfg.rollout)
+        x_prev = x[i[own], k[own] - 1]
+        return (x[i, k], x[i, k + 1], k, t, self.data["digit"][i], self.data["domain"][i], self.data["w"][i],
+                own, x_prev)
+
+    @torch.no_grad()
+    def own_states(self, x_prev, k_prev, digit, domain, w) -> torch.Tensor:
+        """The EMA student's jump k_prev (R,) from the teacher's states x_prev (R, 3, 28, 28): where the
+        student itself would stand at jump k_prev + 1 (bf16 as it samples)."""
+        t = self.grid_t.to(x_prev.device)[k_prev]
+        with autocast(x_prev.device, enabled=self.cfg.bf16):
+            out = self.ema(x_prev, t, digit, domain, w).float()
+        return self.jump(out, x_prev, k_prev)
+
+    def jump(self, out: torch.Tensor, x_t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The student's DDIM step (B, 3, 28, 28) from x_t at jumps k (B,) given its outputs `out` (eps, or
+        x0 at the x0 steps): DDIM eq. 12 in the form the output takes."""
+        c_x, c_eps, d_x, d_x0, _ = self.coef.to(x_t.device)[k].float().view(-1, 5, 1, 1, 1).unbind(1)
+        is_x0 = (torch.tensor(self.x0_steps, device=x_t.device)[:, None] == self.grid_t.to(k.device)[k][None]).any(0)
+        return torch.where(is_x0.view(-1, 1, 1, 1), d_x * x_t + d_x0 * out, c_x * x_t + c_eps * out)
 
     def loss(self, out: torch.Tensor, x_t, x_next, k) -> torch.Tensor:
         """Error of the student's DDIM step against the teacher's x_next, measured as x_next / sqrt(a_next)
         (the DDIM ODE's own variable; ~ the x0 error it causes): eps-space MSE would weight the first jump
         ~20000x too little (its eps is scaled by 8 into x_749, whose signal is only 0.06 of it)."""
-        c = self.coef.to(x_t.device)[k].float().view(-1, 5, 1, 1, 1).unbind(1)
-        c_x, c_eps, d_x, d_x0, a_next = c
-        is_x0 = (torch.tensor(self.x0_steps, device=x_t.device)[:, None] == self.grid_t.to(k.device)[k][None]).any(0)
-        pred_eps_form = c_x * x_t + c_eps * out
-        pred_x0_form = d_x * x_t + d_x0 * out
-        pred = torch.where(is_x0.view(-1, 1, 1, 1), pred_x0_form, pred_eps_form)
-        per_row = (((pred - x_next) ** 2) / a_next).mean(dim=(1, 2, 3))
+        a_next = self.coef.to(x_t.device)[k, 4].float().view(-1, 1, 1, 1)
+        per_row = (((self.jump(out, x_t, k) - x_next) ** 2) / a_next).mean(dim=(1, 2, 3))
         if self.cfg.jump_weighting == "x0":
             return per_row.mean()
         return self.balanced(per_row, k)
@@ -265,7 +291,10 @@ class StudentTrainer:
         return (per_row / scale[k].clamp(min=1e-12)).mean()
 
     def train_step(self) -> float:
-        x_t, x_next, k, t, digit, domain, w = (v.to(self.device) for v in self.batch())
+        x_t, x_next, k, t, digit, domain, w, own, x_prev = (v.to(self.device) for v in self.batch())
+        if own.any():
+            x_t = x_t.clone()
+            x_t[own] = self.own_states(x_prev, k[own] - 1, digit[own], domain[own], w[own])
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         with autocast(self.device, enabled=self.cfg.bf16):
@@ -312,7 +341,7 @@ class StudentTrainer:
             raise DifflabError(f"{self.ckpt_path}: not a distillation checkpoint")
         old = meta.get("distill", {})
         for key in ("student_steps", "teacher_steps", "batch_size", "lr", "seed", "guidance_min", "guidance_max",
-                    "jump_weighting", "init"):
+                    "jump_weighting", "init", "rollout"):
             if old.get(key, DEFAULT_IF_ABSENT.get(key)) != getattr(self.cfg, key):
                 raise DifflabError(f"{self.ckpt_path}: resume with {key}={getattr(self.cfg, key)} but the run "
                                    f"used {old.get(key)}")
