@@ -327,13 +327,13 @@ def test_rollout_rows_start_where_the_student_itself_would_stand(distilled, tiny
     with torch.no_grad():  # an EMA that differs from the teacher's weights, so the test sees which one ran
         for p in trainer.ema.parameters():
             p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-    x_t, x_next, k, t, digit, domain, w, own, x_prev = trainer.batch()
-    assert torch.equal(own, k >= 1) and own.any() and (~own).any()
+    x_t, x_next, k, t, digit, domain, w, own, x_prev, n = trainer.batch()
+    assert torch.equal(own, k >= 1) and own.any() and (~own).any() and (n == 1).all()
     # x_prev is the same trajectory's teacher state one jump earlier
     for row, prev in zip(x_t[own], x_prev):
         j = ((data["x"][:, 1] - row).abs().amax(dim=(1, 2, 3)) == 0).nonzero().flatten()
         assert len(j) == 1 and torch.equal(data["x"][j[0], 0], prev)
-    states = trainer.own_states(x_prev, k[own] - 1, digit[own], domain[own], w[own])
+    states = trainer.own_states(x_prev, k[own] - 1, n, digit[own], domain[own], w[own])
     sampler = student_sampler(schedule, cfg.student_steps)
     with torch.no_grad():
         out = trainer.ema(x_prev, torch.full((len(x_prev),), grid[0]), digit[own], domain[own], w[own])
@@ -345,3 +345,35 @@ def test_rollout_rows_start_where_the_student_itself_would_stand(distilled, tiny
     trainer.save()
     with pytest.raises(DifflabError, match="rollout"):
         StudentTrainer(DistillConfig(**{**cfg.__dict__, "rollout": 0.5}), tiny_unet, schedule, data).resume()
+
+
+def test_full_rollout_rows_start_on_the_students_sampling_path(tiny_unet):
+    """--rollout-jumps 3 with 4 steps: a row at jump k starts where the student's own sampler stands after
+    k steps from the trajectory's noise x_T (the state sampling really feeds it), for every k."""
+    from difflab.training.distill import student_output_to_eps
+
+    cfg = DistillConfig(student_steps=4, teacher_steps=4, batch_size=64, rollout=1.0, rollout_jumps=3,
+                        bf16=False)
+    schedule = NoiseSchedule()
+    g = torch.Generator().manual_seed(0)
+    data = {"x": torch.randn(8, 5, 3, 28, 28, generator=g), "digit": torch.randint(10, (8,), generator=g),
+            "domain": torch.randint(2, (8,), generator=g), "w": 1 + 4 * torch.rand(8, generator=g)}
+    trainer = StudentTrainer(cfg, tiny_unet, schedule, data)
+    with torch.no_grad():
+        for p in trainer.ema.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=g))
+    x_t, x_next, k, t, digit, domain, w, own, x_from, n = trainer.batch()
+    assert torch.equal(n, k[own]) and set(k[own].tolist()) == {1, 2, 3}
+    states = trainer.own_states(x_from, k[own] - n, n, digit[own], domain[own], w[own])
+    sampler = student_sampler(schedule, 4)
+    for r in range(len(states)):  # each starts from its trajectory's noise
+        j = (data["x"][:, 0] - x_from[r]).abs().amax(dim=(1, 2, 3)).argmin()
+        assert torch.equal(data["x"][j, 0], x_from[r])
+    d, m, ww = digit[own], domain[own], w[own]
+    path = []
+    with torch.no_grad():
+        sampler.sample(lambda x, tt: student_output_to_eps(
+            trainer.ema(x, torch.full((len(x),), tt), d, m, ww), x, tt, schedule, trainer.x0_steps),
+            x_from, None, lambda o: path.append(o.prev_sample))
+    expected = torch.stack([path[int(n[r]) - 1][r] for r in range(len(states))])
+    assert torch.allclose(states, expected, atol=1e-4)

@@ -149,6 +149,8 @@ DISTILL = {
                  shown="the teacher's weights"),
     "rollout": "share (0-1) of the rows at later jumps that start from the student's own previous jump "
                "instead of the teacher's state (it learns to correct its own error)",
+    "rollout_jumps": "how many of the student's own jumps lead to such a row (3 with 4 steps: from the noise, "
+                     "as it samples)",
 }
 
 # difflab.digits.classify.ClassifierTrainConfig: `digits train-classifier`

@@ -56,7 +56,7 @@ from difflab.training.trajectories import load_trajectories, make_trajectories, 
 DISTILL_KIND = "difflab-digits-distill"
 JUMP_WEIGHTINGS = ("x0", "balanced")
 # fields added after checkpoints were written: what they meant
-DEFAULT_IF_ABSENT = {"jump_weighting": "x0", "rollout": 0.0}
+DEFAULT_IF_ABSENT = {"jump_weighting": "x0", "rollout": 0.0, "rollout_jumps": 1}
 JUMP_SCALE_DECAY = 0.98  # running mean of each jump's loss ("balanced"): ~50 steps of memory
 
 
@@ -89,16 +89,19 @@ class DistillConfig:
     jump_weighting: str = "x0"
     init: str | None = None  # start from this distillation checkpoint's or student's weights (a new leg)
     # share of the rows at jumps k >= 1 that start from the student's OWN state instead of the teacher's:
-    # the EMA student's jump from the teacher's x_{t_(k-1)}, target still the teacher's x_{t_(k+1)}. At
-    # sampling time every jump after the first starts from the student's state, whose error the next
-    # jumps carry to the image (measured: the middle jumps make most of the final error); these rows teach
-    # the student to steer back onto the teacher's path (DAgger's idea). Costs one no-grad pass per row.
+    # the EMA student's path of min(k, rollout_jumps) jumps from the teacher's state that many jumps
+    # earlier, target still the teacher's x_{t_(k+1)}. At sampling time every jump after the first starts
+    # from the student's state, whose error the next jumps carry to the image (measured: the middle jumps
+    # make most of the final error); these rows teach the student to steer back onto the teacher's path
+    # (DAgger's idea). rollout_jumps >= K - 1: from x_T, i.e. exactly where sampling puts it. Costs one
+    # no-grad pass per own jump.
     rollout: float = 0.0
+    rollout_jumps: int = 1
 
     def __post_init__(self):
         """Refuse impossible settings when built (the shared checks of difflab.checks)."""
         for name in ("student_steps", "teacher_steps", "trajectories", "traj_batch", "steps", "batch_size",
-                     "ckpt_every", "log_every"):
+                     "ckpt_every", "log_every", "rollout_jumps"):
             check_count(name, getattr(self, name), 1)
         check_count("warmup_steps", self.warmup_steps, 0)
         if self.jump_weighting not in JUMP_WEIGHTINGS:
@@ -236,8 +239,9 @@ class StudentTrainer:
 
     def batch(self):
         """Random (trajectory, student step k) pairs -> x_t, x_next (B, 3, 28, 28), k, t, labels, w (B,),
-        and the rows that start from the student's own state (B,) bool with their teacher states
-        x_{t_(k-1)} (R, 3, 28, 28) (`rollout`; none when it is 0, and no draw made for it then)."""
+        and for `rollout`: own (B,) bool, the rows that start from the student's own state, with the
+        teacher's states x_from (R, 3, 28, 28) and the own jumps n (R,) that lead from there to jump k
+        (none when rollout is 0, and no draw made for it then: runs without it are unchanged)."""
         x, K = self.data["x"], len(self.grid)
         i = torch.randint(len(x), (self.cfg.batch_size,), generator=self.gen)
         k = torch.randint(K, (self.cfg.batch_size,), generator=self.gen)
@@ -245,18 +249,23 @@ class StudentTrainer:
         own = torch.zeros(len(k), dtype=torch.bool)
         if self.cfg.rollout > 0:
             own = (k >= 1) & (torch.rand(len(k), generator=self.gen) < self.cfg.rollout)
-        x_prev = x[i[own], k[own] - 1]
+        n = k[own].clamp(max=self.cfg.rollout_jumps)
         return (x[i, k], x[i, k + 1], k, t, self.data["digit"][i], self.data["domain"][i], self.data["w"][i],
-                own, x_prev)
+                own, x[i[own], k[own] - n], n)
 
     @torch.no_grad()
-    def own_states(self, x_prev, k_prev, digit, domain, w) -> torch.Tensor:
-        """The EMA student's jump k_prev (R,) from the teacher's states x_prev (R, 3, 28, 28): where the
-        student itself would stand at jump k_prev + 1 (bf16 as it samples)."""
-        t = self.grid_t.to(x_prev.device)[k_prev]
-        with autocast(x_prev.device, enabled=self.cfg.bf16):
-            out = self.ema(x_prev, t, digit, domain, w).float()
-        return self.jump(out, x_prev, k_prev)
+    def own_states(self, x_from, k_from, n, digit, domain, w) -> torch.Tensor:
+        """The EMA student's own path (bf16 as it samples): n (R,) jumps from the states x_from
+        (R, 3, 28, 28) at jumps k_from (R,); where the student itself stands at jump k_from + n."""
+        x, k = x_from.clone(), k_from.clone()
+        for j in range(int(n.max()) if len(n) else 0):
+            go = n > j
+            t = self.grid_t.to(x.device)[k[go]]
+            with autocast(x.device, enabled=self.cfg.bf16):
+                out = self.ema(x[go], t, digit[go], domain[go], w[go]).float()
+            x[go] = self.jump(out, x[go], k[go])
+            k[go] += 1
+        return x
 
     def jump(self, out: torch.Tensor, x_t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """The student's DDIM step (B, 3, 28, 28) from x_t at jumps k (B,) given its outputs `out` (eps, or
@@ -291,10 +300,10 @@ class StudentTrainer:
         return (per_row / scale[k].clamp(min=1e-12)).mean()
 
     def train_step(self) -> float:
-        x_t, x_next, k, t, digit, domain, w, own, x_prev = (v.to(self.device) for v in self.batch())
+        x_t, x_next, k, t, digit, domain, w, own, x_from, n = (v.to(self.device) for v in self.batch())
         if own.any():
             x_t = x_t.clone()
-            x_t[own] = self.own_states(x_prev, k[own] - 1, digit[own], domain[own], w[own])
+            x_t[own] = self.own_states(x_from, k[own] - n, n, digit[own], domain[own], w[own])
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         with autocast(self.device, enabled=self.cfg.bf16):
@@ -341,7 +350,7 @@ class StudentTrainer:
             raise DifflabError(f"{self.ckpt_path}: not a distillation checkpoint")
         old = meta.get("distill", {})
         for key in ("student_steps", "teacher_steps", "batch_size", "lr", "seed", "guidance_min", "guidance_max",
-                    "jump_weighting", "init", "rollout"):
+                    "jump_weighting", "init", "rollout", "rollout_jumps"):
             if old.get(key, DEFAULT_IF_ABSENT.get(key)) != getattr(self.cfg, key):
                 raise DifflabError(f"{self.ckpt_path}: resume with {key}={getattr(self.cfg, key)} but the run "
                                    f"used {old.get(key)}")
