@@ -302,6 +302,7 @@ def test_the_student_records_its_own_run(tmp_path, distilled, tiny_unet):
                                           "init": str(result.student_path)}), tiny_unet, schedule, data)
     leg.fit(progress=False)
     assert leg.train_run()["legs"] == 3
+    assert leg.step == cfg.steps and leg.train_run()["steps"] == (cfg.steps + 2) + cfg.steps  # all legs' updates
 
     tensors, meta = load_checkpoint(f"{cfg.out_dir}/checkpoint.safetensors")
     del meta["train_run"]  # as written before runs were recorded

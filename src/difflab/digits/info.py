@@ -56,7 +56,9 @@ def checkpoint_info(name) -> dict:
     info = {
         "path": str(path), "bytes": path.stat().st_size, "sha256": _sha256(path), "kind": meta["kind"],
         "stored_dtype": meta.get("stored_dtype", "float32"), "unet": meta.get("unet"), "schedule": meta.get("schedule"),
-        "train": {"steps": meta.get("step", train.get("steps")), "wall_s": run.get("wall_s"), "legs": run.get("legs"),
+        # a student's record counts its updates over all legs (its `step` restarts in a leg made with --init)
+        "train": {"steps": run.get("steps", meta.get("step", train.get("steps"))), "wall_s": run.get("wall_s"),
+                  "legs": run.get("legs"),
                   "machine": run.get("machine"), "date": run.get("date"),
                   "data": data_recipe(train) if train else None, "config": train or None},
     }

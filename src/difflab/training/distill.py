@@ -187,10 +187,13 @@ def make_student(teacher: ConditionalUNet) -> ConditionalUNet:
 
 
 def earlier_run(meta: dict) -> dict | None:
-    """The seconds and legs recorded in a distillation checkpoint's or student's metadata; None when it
-    predates the record (then this run's total is unknown and is not written)."""
+    """The seconds, legs and student updates recorded in a distillation checkpoint's or student's metadata;
+    None when it predates the record (then this run's total is unknown and is not written). Updates are
+    None in records made before they were counted."""
     run = meta.get("train_run")
-    return None if run is None else {key: run[key] for key in ("trajectories_s", "student_s", "legs")}
+    if run is None:
+        return None
+    return {**{key: run[key] for key in ("trajectories_s", "student_s", "legs")}, "steps": run.get("steps")}
 
 
 class StudentTrainer:
@@ -216,7 +219,7 @@ class StudentTrainer:
         # the run's record (`difflab digits info`): seconds and legs of the runs before this one (None:
         # resumed from a checkpoint made before runs were recorded, so the total is unknown), this process's
         # phase-1 seconds (set by distill()) and the start of its phase 2 (set by fit())
-        self.run_before: dict | None = {"trajectories_s": 0.0, "student_s": 0.0, "legs": 0}
+        self.run_before: dict | None = {"trajectories_s": 0.0, "student_s": 0.0, "legs": 0, "steps": 0}
         self.trajectories_s, self.leg_start, self.leg_steps = 0.0, None, 0
         if cfg.init is not None:
             self.load_init(cfg.init)
@@ -319,16 +322,19 @@ class StudentTrainer:
 
     def train_run(self) -> dict | None:
         """Training seconds over all legs (teacher trajectories + student updates), legs (processes that
-        trained the student; 1 = one uninterrupted curve), machine and date; None when an earlier leg was
-        not recorded."""
+        trained the student; 1 = one uninterrupted curve), student updates over all legs, machine and date;
+        None when an earlier leg was not recorded."""
         if self.run_before is None:
             return None
         before = self.run_before
         student_s = before["student_s"] + (time.time() - self.leg_start if self.leg_start is not None else 0.0)
         trajectories_s = before["trajectories_s"] + self.trajectories_s
         legs = before["legs"] + (1 if self.leg_steps or not before["legs"] else 0)  # a re-run with nothing left: 0
-        return {**run_record(trajectories_s + student_s, legs), "trajectories_s": round(trajectories_s, 1),
+        run = {**run_record(trajectories_s + student_s, legs), "trajectories_s": round(trajectories_s, 1),
                 "student_s": round(student_s, 1)}
+        if before.get("steps") is not None:  # updates over all legs (a leg started with --init counts from 0)
+            run["steps"] = before["steps"] + self.leg_steps
+        return run
 
     def save(self) -> None:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
