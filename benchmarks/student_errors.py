@@ -27,12 +27,8 @@ from difflab.digits.evaluate import evaluate  # noqa: E402
 from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E402
 from difflab.models.digits import load_digit_model  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
-from difflab.training.distill import (  # noqa: E402
-    DistillConfig,
-    StudentTrainer,
-    jump_coefficients,
-    x0_output_steps,
-)
+from difflab.training.distill import DistillConfig, StudentTrainer  # noqa: E402
+from difflab.training.jumps import jump_coefficients, x0_output_steps  # noqa: E402
 from difflab.training.trajectories import load_trajectories, make_trajectories, student_timesteps  # noqa: E402
 
 

@@ -13,11 +13,10 @@ from difflab.models.digits import DEFAULT_MODEL, STUDENT_MODEL, load_digit_model
 from difflab.training.distill import (
     DistillConfig,
     StudentTrainer,
-    ddim_coefficients,
     distill,
     make_student,
-    student_sampler,
 )
+from difflab.training.jumps import ddim_coefficients, student_sampler
 from difflab.training.trajectories import load_trajectories, student_timesteps
 
 TINY_RUN = dict(student_steps=2, teacher_steps=4, trajectories=12, traj_batch=8, steps=4, batch_size=6,
@@ -204,7 +203,7 @@ def test_distill_config_validation():
 def test_loss_is_zero_at_the_exact_targets_in_both_output_forms(distilled, tiny_unet):
     """At the x0 step the exact x0 target, elsewhere the exact eps target, give zero loss; the sampler,
     fed through student_output_to_eps, then lands on the teacher's states."""
-    from difflab.training.distill import jump_coefficients, student_output_to_eps, x0_output_steps
+    from difflab.training.jumps import jump_coefficients, student_output_to_eps, x0_output_steps
 
     cfg, _ = distilled
     schedule = NoiseSchedule()
@@ -317,7 +316,7 @@ def test_rollout_rows_start_where_the_student_itself_would_stand(distilled, tiny
     """--rollout 1: every row at a later jump starts from the EMA student's own jump from the teacher's
     previous state of the same trajectory (as the sampler would take it), its target still the teacher's
     next state; rows at the first jump are untouched. A resume with another share is refused."""
-    from difflab.training.distill import student_output_to_eps
+    from difflab.training.jumps import student_output_to_eps
 
     cfg, _ = distilled
     cfg = DistillConfig(**{**cfg.__dict__, "rollout": 1.0, "batch_size": 32, "bf16": False})
@@ -351,7 +350,7 @@ def test_rollout_rows_start_where_the_student_itself_would_stand(distilled, tiny
 def test_full_rollout_rows_start_on_the_students_sampling_path(tiny_unet):
     """--rollout-jumps 3 with 4 steps: a row at jump k starts where the student's own sampler stands after
     k steps from the trajectory's noise x_T (the state sampling really feeds it), for every k."""
-    from difflab.training.distill import student_output_to_eps
+    from difflab.training.jumps import student_output_to_eps
 
     cfg = DistillConfig(student_steps=4, teacher_steps=4, batch_size=64, rollout=1.0, rollout_jumps=3,
                         bf16=False)

@@ -9,7 +9,8 @@ from difflab.errors import DifflabError
 from difflab.models.digits import load_digit_model, save_digit_model
 from difflab.models.unet import ConditionalUNet, UNetConfig
 from difflab.training.config import TrainConfig
-from difflab.training.distill import make_student, x0_output_steps
+from difflab.training.distill import make_student
+from difflab.training.jumps import x0_output_steps
 from difflab.training.train import Trainer
 
 from .conftest import TINY

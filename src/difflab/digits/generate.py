@@ -178,7 +178,7 @@ def make_eps_fn(model, cfg: GenerateConfig, digits: torch.Tensor, domains: torch
     it is turned into the eps the DDIM step expects, in float32."""
     info = student_info(model)
     if info is not None:
-        from difflab.training.distill import student_output_to_eps
+        from difflab.training.jumps import student_output_to_eps
 
         w = torch.full((len(digits),), float(cfg.guidance), device=digits.device)
         x0_steps = info.get("x0_steps", [])

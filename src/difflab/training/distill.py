@@ -17,7 +17,7 @@ both measured on the first run (docs/RESULTS.md):
 - the loss is the error of x_{t_{k+1}} / sqrt(alpha_bar_{t_{k+1}}) (the DDIM ODE's own variable, close to
   the x0 error a step causes), not eps-space MSE: with eps-MSE the first jump (t = 999 -> 749) reached
   eps-MSE 3e-4 while its x_749 was all error (that error scaled to x0: 6.4, vs 0.003 at the last jump);
-- at the first step (t = T-1) the output means x0, not eps (`x0_output_steps`): there
+- at the first step (t = T-1) the output means x0, not eps (`jumps.x0_output_steps`): there
   x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) divides by 0.006, beyond a bf16 network's precision.
 Resume is bit-identical (generator state saved).
 
@@ -43,7 +43,6 @@ from difflab.device import (
     resolve_device,
     scaled_step,
 )
-from difflab.diffusion.sampling import DDIMSampler
 from difflab.diffusion.schedule import NoiseSchedule
 from difflab.errors import DifflabError
 from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
@@ -51,6 +50,7 @@ from difflab.models.digits import load_digit_model, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet
 from difflab.training.common import flatten_optimizer, lr_at, run_record, unflatten_optimizer, update_ema
+from difflab.training.jumps import jump_coefficients, x0_output_steps
 from difflab.training.trajectories import load_trajectories, make_trajectories, student_timesteps
 
 DISTILL_KIND = "difflab-digits-distill"
@@ -71,7 +71,7 @@ class DistillConfig:
     guide: str = "digit"  # the teacher's CFG target, as in `digits generate --guide`
     trajectories: int = 8000
     traj_batch: int = 500
-    steps: int = 10500  # student optimisation steps (the shipped student's)
+    steps: int = 10500  # student optimisation steps (stage 1 of the shipped student: scripts/distill_release.sh)
     batch_size: int = 128
     lr: float = 1e-4
     warmup_steps: int = 100
@@ -123,57 +123,6 @@ class DistillConfig:
         if self.guide not in ("digit", "both"):
             raise DifflabError(f"unknown --guide {self.guide!r} (digit or both)")
         check_device(self.device)
-
-
-def student_sampler(schedule: NoiseSchedule, steps: int) -> DDIMSampler:
-    """The sampler a student was distilled for: deterministic DDIM, trailing, no x0 clipping (its targets
-    were derived through the unclipped update), final alpha 1 (the last step lands on x_0)."""
-    return DDIMSampler(schedule, steps=steps, spacing="trailing", clip_x0=None, final_alpha_one=True)
-
-
-def ddim_coefficients(schedule: NoiseSchedule, grid: list[int]) -> torch.Tensor:
-    """(K, 2) float64 (c_x, c_eps) with x_next = c_x x_t + c_eps eps for each student step (DDIM eq. 12,
-    eta 0): c_x = sqrt(a_next / a_t), c_eps = sqrt(1 - a_next) - sqrt(a_next (1 - a_t) / a_t)."""
-    a = schedule.alphas_cumprod.double()
-    rows = []
-    for k, t in enumerate(grid):
-        a_t = a[t]
-        a_n = a[grid[k + 1]] if k + 1 < len(grid) else torch.tensor(1.0, dtype=torch.float64)
-        rows.append(((a_n / a_t).sqrt(), (1 - a_n).sqrt() - (a_n * (1 - a_t) / a_t).sqrt()))
-    return torch.tensor(rows, dtype=torch.float64)
-
-
-def jump_coefficients(schedule: NoiseSchedule, grid: list[int]) -> torch.Tensor:
-    """(K, 5) float64 per student step: (c_x, c_eps) of the eps form above, (d_x, d_x0) of the x0 form
-    x_next = d_x x_t + d_x0 x0 (the same DDIM step written with x0: d_x = sqrt((1 - a_next) / (1 - a_t)),
-    d_x0 = sqrt(a_next) - d_x sqrt(a_t)), and a_next (1 after the last step)."""
-    a = schedule.alphas_cumprod.double()
-    eps_form = ddim_coefficients(schedule, grid)
-    rows = []
-    for k, t in enumerate(grid):
-        a_t = a[t]
-        a_n = a[grid[k + 1]] if k + 1 < len(grid) else torch.tensor(1.0, dtype=torch.float64)
-        d_x = ((1 - a_n) / (1 - a_t)).sqrt()
-        rows.append((*eps_form[k].tolist(), d_x.item(), (a_n.sqrt() - d_x * a_t.sqrt()).item(), a_n.item()))
-    return torch.tensor(rows, dtype=torch.float64)
-
-
-def x0_output_steps(grid: list[int], prediction: str = "eps") -> list[int]:
-    """Timesteps where the student's output means x0, not eps: the first (t = T-1). There sqrt(a_t) is
-    0.006, so x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) would need eps to 0.1 % (beyond a bf16 network:
-    measured, the eps-form student's x_749 was all error); x0 itself is well-conditioned there. None for a
-    v-prediction network: its eps carries x0 = sqrt(a_t) x_t - sqrt(1 - a_t) v, well-conditioned already."""
-    return [] if prediction == "v" else grid[:1]
-
-
-def student_output_to_eps(out: torch.Tensor, x_t: torch.Tensor, t: int, schedule: NoiseSchedule,
-                          x0_steps) -> torch.Tensor:
-    """The eps the DDIM sampler needs from a student output (B, C, H, W): unchanged where it is eps,
-    (x_t - sqrt(a_t) x0) / sqrt(1 - a_t) at the x0 steps (float32, as the sampler's maths)."""
-    if t not in x0_steps:
-        return out
-    a_t = schedule.alphas_cumprod[t].double()
-    return ((x_t.double() - a_t.sqrt() * out.double()) / (1 - a_t).sqrt()).float()
 
 
 def make_student(teacher: ConditionalUNet) -> ConditionalUNet:
