@@ -154,6 +154,7 @@ class StudentTrainer:
         self.coef = jump_coefficients(schedule, self.grid)
         self.grid_t = torch.tensor(self.grid)
         self.x0_steps = x0_output_steps(self.grid, teacher.config.prediction)
+        self.x0_jumps = torch.tensor([t in self.x0_steps for t in self.grid])  # (K,) bool: output means x0
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.model = make_student(teacher).train().to(self.device)
@@ -197,7 +198,7 @@ class StudentTrainer:
         x, K = self.data["x"], len(self.grid)
         i = torch.randint(len(x), (self.cfg.batch_size,), generator=self.gen)
         k = torch.randint(K, (self.cfg.batch_size,), generator=self.gen)
-        t = torch.tensor(self.grid)[k]
+        t = self.grid_t[k]
         own = torch.zeros(len(k), dtype=torch.bool)
         if self.cfg.rollout > 0:
             own = (k >= 1) & (torch.rand(len(k), generator=self.gen) < self.cfg.rollout)
@@ -223,7 +224,7 @@ class StudentTrainer:
         """The student's DDIM step (B, 3, 28, 28) from x_t at jumps k (B,) given its outputs `out` (eps, or
         x0 at the x0 steps): DDIM eq. 12 in the form the output takes."""
         c_x, c_eps, d_x, d_x0, _ = self.coef.to(x_t.device)[k].float().view(-1, 5, 1, 1, 1).unbind(1)
-        is_x0 = (torch.tensor(self.x0_steps, device=x_t.device)[:, None] == self.grid_t.to(k.device)[k][None]).any(0)
+        is_x0 = self.x0_jumps.to(k.device)[k]
         return torch.where(is_x0.view(-1, 1, 1, 1), d_x * x_t + d_x0 * out, c_x * x_t + c_eps * out)
 
     def loss(self, out: torch.Tensor, x_t, x_next, k) -> torch.Tensor:
