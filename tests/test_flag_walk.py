@@ -68,6 +68,7 @@ ALLOWED = {
     ("digits personalize", "--prior-weight"): {"0"},  # 0: no old-domain images in the batches
     ("digits distill", "--guidance-min"): {"0"},  # the student learns w from 0 (unconditional) up
     ("digits distill", "--rollout"): {"0"},  # no rows from the student's own states (the plain recipe)
+    ("digits distill", "--final-weight"): {"0"},  # no final-image term (the plain recipe)
     ("ddim invert", "--invert-iters"): {"0"},  # the classic first-order inversion
     ("clip zeroshot", "--cases"): {"0"},  # no example cases in the report
     ("ti train", "--flip"): {"0"},  # never mirror the photos

@@ -198,6 +198,10 @@ def test_distill_config_validation():
         DistillConfig(guidance_min=6.0)
     with pytest.raises(DifflabError, match="rollout"):
         DistillConfig(rollout=1.5)
+    with pytest.raises(DifflabError, match="final-weight"):
+        DistillConfig(final_weight=-0.5)
+    with pytest.raises(DifflabError, match="final-batch"):
+        DistillConfig(final_batch=0)
 
 
 def test_loss_is_zero_at_the_exact_targets_in_both_output_forms(distilled, tiny_unet):
@@ -377,3 +381,51 @@ def test_full_rollout_rows_start_on_the_students_sampling_path(tiny_unet):
             x_from, None, lambda o: path.append(o.prev_sample))
     expected = torch.stack([path[int(n[r]) - 1][r] for r in range(len(states))])
     assert torch.allclose(states, expected, atol=1e-4)
+
+
+def test_final_image_term_is_the_students_own_sample_against_the_teachers_x0(tmp_path, tiny_unet):
+    """--final-weight: the term is the MSE between what the student's sampler makes from the trajectory's
+    noise (all K steps, the training weights) and the teacher's x_0, its gradient reaches the weights
+    through every jump, the term is drawn after the jump batch (a run without it draws the same batches),
+    and a resume with another weight is refused."""
+    from difflab.training.jumps import student_output_to_eps
+
+    cfg = DistillConfig(out_dir=str(tmp_path / "run"), student_steps=4, teacher_steps=4, batch_size=8,
+                        final_weight=2.0, final_batch=5, bf16=False)
+    schedule = NoiseSchedule()
+    g = torch.Generator().manual_seed(0)
+    data = {"x": torch.randn(8, 5, 3, 28, 28, generator=g), "digit": torch.randint(10, (8,), generator=g),
+            "domain": torch.randint(2, (8,), generator=g), "w": 1 + 4 * torch.rand(8, generator=g)}
+    trainer = StudentTrainer(cfg, tiny_unet, schedule, data)
+    with torch.no_grad():  # weights away from the teacher's, so the test sees which network ran
+        for p in trainer.model.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=g))
+    plain = StudentTrainer(DistillConfig(**{**cfg.__dict__, "final_weight": 0.0}), tiny_unet, schedule, data)
+    for a, b in zip(trainer.batch(), plain.batch()):  # the term's draw comes after the jump batch's
+        assert torch.equal(a, b)
+    x_T, x_0, digit, domain, w = trainer.final_rows()
+    assert x_T.shape == (5, 3, 28, 28)
+    for r in range(5):  # noise and x_0 of one trajectory
+        j = (data["x"][:, 0] - x_T[r]).abs().amax(dim=(1, 2, 3)).argmin()
+        assert torch.equal(data["x"][j, -1], x_0[r]) and digit[r] == data["digit"][j] and w[r] == data["w"][j]
+    term = trainer.final_loss(x_T, x_0, digit, domain, w)
+    sampler = student_sampler(schedule, 4)
+    with torch.no_grad():
+        sample = sampler.sample(lambda x, tt: student_output_to_eps(
+            trainer.model(x, torch.full((len(x),), tt), digit, domain, w), x, tt, schedule, trainer.x0_steps),
+            x_T, None)
+    assert torch.allclose(term, ((sample - x_0) ** 2).mean(), rtol=1e-4)
+    term.backward()
+    grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+    assert grads and any(gr.abs().max() > 0 for gr in grads)
+    assert trainer.model.guidance_mlp[0].weight.grad.abs().max() > 0  # w enters the network
+    trainer.opt.zero_grad()
+    before = trainer.gen.get_state()
+    trainer.train_step()
+    assert trainer.last_final is not None and trainer.last_final > 0
+    plain.train_step()
+    assert plain.last_final is None
+    assert not torch.equal(before, trainer.gen.get_state())
+    trainer.save()
+    with pytest.raises(DifflabError, match="final_weight"):
+        StudentTrainer(DistillConfig(**{**cfg.__dict__, "final_weight": 1.0}), tiny_unet, schedule, data).resume()

@@ -151,6 +151,9 @@ DISTILL = {
                "instead of the teacher's state (it learns to correct its own error)",
     "rollout_jumps": "how many of the student's own jumps lead to such a row (3 with 4 steps: from the noise, "
                      "as it samples)",
+    "final_weight": "weight of a final-image term: trajectories that go the student's whole path from their "
+                    "noise with gradients through every jump, x_0 compared with the teacher's (0: off)",
+    "final_batch": "trajectories per update in the final-image term (each costs one pass per student step)",
 }
 
 # difflab.digits.classify.ClassifierTrainConfig: `digits train-classifier`

@@ -1,4 +1,5 @@
-"""`digits train`'s settings (the CLI's flags come from TrainConfig's fields) and the files a run folder holds.
+"""`digits train`'s and `digits distill`'s settings (the CLI's flags come from TrainConfig's and
+DistillConfig's fields) and the files a training run folder holds.
 
 Apart from the trainer: what only reads a run (the report, the release gate, the recipe benchmark) needs
 its settings and file names, not the training loop.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from difflab.checks import check_count, check_number, check_seed, check_weight_decay
+from difflab.checks import check_count, check_guidance, check_number, check_seed, check_weight_decay
 from difflab.device import check_device
 from difflab.diffusion.schedule import BETA_SCHEDULES
 from difflab.errors import DifflabError
@@ -128,3 +129,84 @@ def snapshot_files(out_dir) -> list[tuple[float, Path]]:
     """A run folder's snapshots as (minutes, path), earliest first; [] when it has none."""
     files = snapshot_dir(out_dir).glob("ema_*min.safetensors")
     return sorted((float(p.stem[len("ema_"):-len("min")]), p) for p in files)
+
+
+JUMP_WEIGHTINGS = ("x0", "balanced")
+# fields added after checkpoints were written: what they meant
+DEFAULT_IF_ABSENT = {"jump_weighting": "x0", "rollout": 0.0, "rollout_jumps": 1, "final_weight": 0.0,
+                     "final_batch": 16}
+
+
+@dataclass
+class DistillConfig:
+    out_dir: str = "runs/distill"
+    teacher: str | None = None  # None: the shipped teacher
+    student_steps: int = 4  # DDIM steps of the student (trailing spacing: 999, 749, 499, 249)
+    teacher_steps: int = 20  # teacher DDIM steps per trajectory (trailing); a multiple of student_steps
+    guidance_min: float = 1.0  # w drawn uniformly from [min, max] per trajectory
+    guidance_max: float = 5.0
+    guide: str = "digit"  # the teacher's CFG target, as in `digits generate --guide`
+    trajectories: int = 8000
+    traj_batch: int = 500
+    steps: int = 10500  # student optimisation steps (stage 1 of the shipped student: scripts/distill_release.sh)
+    batch_size: int = 128
+    lr: float = 1e-4
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    ema_decay: float = 0.998
+    seed: int = 0
+    bf16: bool = True
+    ckpt_every: int = 200
+    log_every: int = 20
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # "x0": every jump's error in x_next / sqrt(a_next) units as is (the first jump then takes ~85 % of the
+    # gradient); "balanced": each jump's error divided by a running mean of its own, so each jump gets an
+    # equal share (measured: the first jump's error shrinks ~30x on the way to x_0, the others' barely).
+    jump_weighting: str = "x0"
+    init: str | None = None  # start from this distillation checkpoint's or student's weights (a new leg)
+    # share of the rows at jumps k >= 1 that start from the student's OWN state instead of the teacher's:
+    # the EMA student's path of min(k, rollout_jumps) jumps from the teacher's state that many jumps
+    # earlier, target still the teacher's x_{t_(k+1)}. At sampling time every jump after the first starts
+    # from the student's state, whose error the next jumps carry to the image (measured: the middle jumps
+    # make most of the final error); these rows teach the student to steer back onto the teacher's path
+    # (DAgger's idea). rollout_jumps >= K - 1: from x_T, i.e. exactly where sampling puts it. Costs one
+    # no-grad pass per own jump.
+    rollout: float = 0.0
+    rollout_jumps: int = 1
+    # weight of a final-image term: `final_batch` trajectories per update go the student's whole sampling
+    # path from their noise x_T WITH gradients through all K jumps, and its x_0 is compared with the
+    # teacher's (the jumps' units: x / sqrt(a), a = 1 at x_0). The jump loss sees one jump at a time and
+    # spends ~85 % of its gradient on the first, while the image error comes mostly from the middle jumps
+    # (measured, docs/RESULTS.md §7); this term puts gradient where the image error is, as the one-step
+    # students of Luhman & Luhman 2021 (arXiv 2101.02388) regress the teacher's final sample. Costs K
+    # forward + backward passes per final row.
+    final_weight: float = 0.0
+    final_batch: int = 16
+
+    def __post_init__(self):
+        """Refuse impossible settings when built (the shared checks of difflab.checks)."""
+        for name in ("student_steps", "teacher_steps", "trajectories", "traj_batch", "steps", "batch_size",
+                     "ckpt_every", "log_every", "rollout_jumps", "final_batch"):
+            check_count(name, getattr(self, name), 1)
+        check_count("warmup_steps", self.warmup_steps, 0)
+        if self.jump_weighting not in JUMP_WEIGHTINGS:
+            raise DifflabError(f"--jump-weighting must be one of {', '.join(JUMP_WEIGHTINGS)}, "
+                               f"not {self.jump_weighting!r}")
+        if self.teacher_steps % self.student_steps:
+            raise DifflabError(f"--teacher-steps {self.teacher_steps} is not a multiple of --student-steps "
+                               f"{self.student_steps}")
+        check_guidance("guidance_min", self.guidance_min)
+        check_guidance("guidance_max", self.guidance_max)
+        if self.guidance_min > self.guidance_max:
+            raise DifflabError(f"--guidance-min {self.guidance_min:g} is above --guidance-max {self.guidance_max:g}")
+        check_number("lr", self.lr, 0, 1, low_open=True)
+        check_number("rollout", self.rollout, 0, 1)
+        check_number("final_weight", self.final_weight, 0, 100)  # the jump loss is ~0.05: beyond 100 it is noise
+        check_number("grad_clip", self.grad_clip, 0)  # 0: no clipping
+        check_number("ema_decay", self.ema_decay, 0, 1, high_open=True)
+        check_number("min_lr_ratio", self.min_lr_ratio, 0, 1)
+        check_seed("seed", self.seed)
+        if self.guide not in ("digit", "both"):
+            raise DifflabError(f"unknown --guide {self.guide!r} (digit or both)")
+        check_device(self.device)

@@ -34,15 +34,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from difflab.checks import check_count, check_guidance, check_number, check_seed
-from difflab.device import (
-    autocast,
-    check_device,
-    cpu_generator,
-    grad_scaler,
-    resolve_device,
-    scaled_step,
-)
+from difflab.device import autocast, cpu_generator, grad_scaler, resolve_device, scaled_step
 from difflab.diffusion.schedule import NoiseSchedule
 from difflab.errors import DifflabError
 from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
@@ -50,79 +42,12 @@ from difflab.models.digits import load_digit_model, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet
 from difflab.training.common import flatten_optimizer, lr_at, run_record, unflatten_optimizer, update_ema
+from difflab.training.config import DEFAULT_IF_ABSENT, DistillConfig  # the settings; imported from here too
 from difflab.training.jumps import jump_coefficients, x0_output_steps
 from difflab.training.trajectories import load_trajectories, make_trajectories, student_timesteps
 
 DISTILL_KIND = "difflab-digits-distill"
-JUMP_WEIGHTINGS = ("x0", "balanced")
-# fields added after checkpoints were written: what they meant
-DEFAULT_IF_ABSENT = {"jump_weighting": "x0", "rollout": 0.0, "rollout_jumps": 1}
 JUMP_SCALE_DECAY = 0.98  # running mean of each jump's loss ("balanced"): ~50 steps of memory
-
-
-@dataclass
-class DistillConfig:
-    out_dir: str = "runs/distill"
-    teacher: str | None = None  # None: the shipped teacher
-    student_steps: int = 4  # DDIM steps of the student (trailing spacing: 999, 749, 499, 249)
-    teacher_steps: int = 20  # teacher DDIM steps per trajectory (trailing); a multiple of student_steps
-    guidance_min: float = 1.0  # w drawn uniformly from [min, max] per trajectory
-    guidance_max: float = 5.0
-    guide: str = "digit"  # the teacher's CFG target, as in `digits generate --guide`
-    trajectories: int = 8000
-    traj_batch: int = 500
-    steps: int = 10500  # student optimisation steps (stage 1 of the shipped student: scripts/distill_release.sh)
-    batch_size: int = 128
-    lr: float = 1e-4
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    ema_decay: float = 0.998
-    seed: int = 0
-    bf16: bool = True
-    ckpt_every: int = 200
-    log_every: int = 20
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    # "x0": every jump's error in x_next / sqrt(a_next) units as is (the first jump then takes ~85 % of the
-    # gradient); "balanced": each jump's error divided by a running mean of its own, so each jump gets an
-    # equal share (measured: the first jump's error shrinks ~30x on the way to x_0, the others' barely).
-    jump_weighting: str = "x0"
-    init: str | None = None  # start from this distillation checkpoint's or student's weights (a new leg)
-    # share of the rows at jumps k >= 1 that start from the student's OWN state instead of the teacher's:
-    # the EMA student's path of min(k, rollout_jumps) jumps from the teacher's state that many jumps
-    # earlier, target still the teacher's x_{t_(k+1)}. At sampling time every jump after the first starts
-    # from the student's state, whose error the next jumps carry to the image (measured: the middle jumps
-    # make most of the final error); these rows teach the student to steer back onto the teacher's path
-    # (DAgger's idea). rollout_jumps >= K - 1: from x_T, i.e. exactly where sampling puts it. Costs one
-    # no-grad pass per own jump.
-    rollout: float = 0.0
-    rollout_jumps: int = 1
-
-    def __post_init__(self):
-        """Refuse impossible settings when built (the shared checks of difflab.checks)."""
-        for name in ("student_steps", "teacher_steps", "trajectories", "traj_batch", "steps", "batch_size",
-                     "ckpt_every", "log_every", "rollout_jumps"):
-            check_count(name, getattr(self, name), 1)
-        check_count("warmup_steps", self.warmup_steps, 0)
-        if self.jump_weighting not in JUMP_WEIGHTINGS:
-            raise DifflabError(f"--jump-weighting must be one of {', '.join(JUMP_WEIGHTINGS)}, "
-                               f"not {self.jump_weighting!r}")
-        if self.teacher_steps % self.student_steps:
-            raise DifflabError(f"--teacher-steps {self.teacher_steps} is not a multiple of --student-steps "
-                               f"{self.student_steps}")
-        check_guidance("guidance_min", self.guidance_min)
-        check_guidance("guidance_max", self.guidance_max)
-        if self.guidance_min > self.guidance_max:
-            raise DifflabError(f"--guidance-min {self.guidance_min:g} is above --guidance-max {self.guidance_max:g}")
-        check_number("lr", self.lr, 0, 1, low_open=True)
-        check_number("rollout", self.rollout, 0, 1)
-        check_number("grad_clip", self.grad_clip, 0)  # 0: no clipping
-        check_number("ema_decay", self.ema_decay, 0, 1, high_open=True)
-        check_number("min_lr_ratio", self.min_lr_ratio, 0, 1)
-        check_seed("seed", self.seed)
-        if self.guide not in ("digit", "both"):
-            raise DifflabError(f"unknown --guide {self.guide!r} (digit or both)")
-        check_device(self.device)
 
 
 def make_student(teacher: ConditionalUNet) -> ConditionalUNet:
@@ -164,6 +89,7 @@ class StudentTrainer:
         self.scaler = grad_scaler(self.device, cfg.bf16)  # active for fp16 autocast only
         self.gen = cpu_generator(cfg.seed * 1000 + 7)  # batches drawn on the CPU, then moved
         self.step = 0
+        self.last_final: float | None = None  # the final-image term of the last step (--final-weight)
         self.jump_scale = torch.zeros(len(self.grid))  # "balanced" weighting's running means (0: not seen yet)
         self.ckpt_path = Path(cfg.out_dir) / "checkpoint.safetensors"
         # the run's record (`difflab digits info`): seconds and legs of the runs before this one (None:
@@ -205,6 +131,24 @@ class StudentTrainer:
         n = k[own].clamp(max=self.cfg.rollout_jumps)
         return (x[i, k], x[i, k + 1], k, t, self.data["digit"][i], self.data["domain"][i], self.data["w"][i],
                 own, x[i[own], k[own] - n], n)
+
+    def final_rows(self):
+        """`final_batch` random trajectories for the final-image term: their noise x_T and the teacher's x_0
+        (F, 3, 28, 28), digit, domain, w (F,). Drawn after batch()'s draws and only when the term is on."""
+        f = torch.randint(len(self.data["x"]), (self.cfg.final_batch,), generator=self.gen)
+        return (self.data["x"][f, 0], self.data["x"][f, -1], self.data["digit"][f], self.data["domain"][f],
+                self.data["w"][f])
+
+    def final_loss(self, x_T, x_0, digit, domain, w) -> torch.Tensor:
+        """Mean squared error of the student's x_0 after its K jumps from x_T (F, 3, 28, 28), gradients
+        through every jump (the training weights, bf16 as it samples), against the teacher's x_0."""
+        x = x_T
+        for k in range(len(self.grid)):
+            kk = torch.full((len(x),), k, device=x.device)
+            with autocast(x.device, enabled=self.cfg.bf16):
+                out = self.model(x, self.grid_t.to(x.device)[kk], digit, domain, w)
+            x = self.jump(out.float(), x, kk)
+        return ((x - x_0) ** 2).mean()
 
     @torch.no_grad()
     def own_states(self, x_from, k_from, n, digit, domain, w) -> torch.Tensor:
@@ -262,6 +206,11 @@ class StudentTrainer:
         with autocast(self.device, enabled=self.cfg.bf16):
             pred = self.model(x_t, t, digit, domain, w)
         loss = self.loss(pred.float(), x_t, x_next, k)
+        self.last_final = None
+        if self.cfg.final_weight > 0:
+            final = self.final_loss(*(v.to(self.device) for v in self.final_rows()))
+            self.last_final = final.item()
+            loss = loss + self.cfg.final_weight * final
         if not torch.isfinite(loss):
             raise DifflabError(f"distill: non-finite loss at step {self.step}; nothing saved")
         scaled_step(loss, self.opt, self.scaler, self.model.parameters(), self.cfg.grad_clip)
@@ -306,7 +255,7 @@ class StudentTrainer:
             raise DifflabError(f"{self.ckpt_path}: not a distillation checkpoint")
         old = meta.get("distill", {})
         for key in ("student_steps", "teacher_steps", "batch_size", "lr", "seed", "guidance_min", "guidance_max",
-                    "jump_weighting", "init", "rollout", "rollout_jumps"):
+                    "jump_weighting", "init", "rollout", "rollout_jumps", "final_weight", "final_batch"):
             if old.get(key, DEFAULT_IF_ABSENT.get(key)) != getattr(self.cfg, key):
                 raise DifflabError(f"{self.ckpt_path}: resume with {key}={getattr(self.cfg, key)} but the run "
                                    f"used {old.get(key)}")
@@ -325,16 +274,19 @@ class StudentTrainer:
     def fit(self, progress: bool = True, log=None) -> None:
         bar = tqdm(total=self.cfg.steps, initial=self.step, desc="distil", disable=not progress,
                    dynamic_ncols=True)
-        avg = None
+        avg = final = None  # running means of the loss and of the final-image term (with --final-weight)
         self.leg_start = time.time()
         while self.step < self.cfg.steps:
             loss = self.train_step()
             avg = loss if avg is None else 0.95 * avg + 0.05 * loss
+            if self.last_final is not None:
+                final = self.last_final if final is None else 0.95 * final + 0.05 * self.last_final
             bar.update(1)
             if self.step % self.cfg.log_every == 0:
-                bar.set_postfix(loss=f"{avg:.5f}")
+                shown = {"loss": f"{avg:.5f}", **({"final": f"{final:.5f}"} if final is not None else {})}
+                bar.set_postfix(shown)
                 if log is not None:
-                    log(f"step {self.step} loss {avg:.5f}")
+                    log(f"step {self.step} " + " ".join(f"{key} {value}" for key, value in shown.items()))
             if self.step % self.cfg.ckpt_every == 0 or self.step == self.cfg.steps:
                 self.save()
         bar.close()

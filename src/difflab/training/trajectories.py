@@ -17,7 +17,7 @@ from difflab.errors import DifflabError
 from difflab.io import load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
-    from difflab.training.distill import DistillConfig
+    from difflab.training.config import DistillConfig
 
 
 def student_timesteps(schedule: NoiseSchedule, steps: int) -> list[int]:
