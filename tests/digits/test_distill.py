@@ -386,7 +386,7 @@ def test_full_rollout_rows_start_on_the_students_sampling_path(tiny_unet):
 def test_final_image_term_is_the_students_own_sample_against_the_teachers_x0(tmp_path, tiny_unet):
     """--final-weight: the term is the MSE between what the student's sampler makes from the trajectory's
     noise (all K steps, the training weights) and the teacher's x_0, its gradient reaches the weights
-    through every jump, the term is drawn after the jump batch (a run without it draws the same batches),
+    through every jump, its draw comes after the jump batch's (a run without it makes no extra draw),
     and a resume with another weight is refused."""
     from difflab.training.jumps import student_output_to_eps
 
