@@ -180,7 +180,9 @@ class DistillConfig:
     # spends ~85 % of its gradient on the first, while the image error comes mostly from the middle jumps
     # (measured, docs/RESULTS.md §7); this term puts gradient where the image error is, as the one-step
     # students of Luhman & Luhman 2021 (arXiv 2101.02388) regress the teacher's final sample. Costs K
-    # forward + backward passes per final row.
+    # forward + backward passes per final row. Measured from the shipped student: at lr 1e-4 a fresh
+    # optimiser's first updates doubled the final error; at 2e-5, -15 % final error in 1500 updates and no
+    # accuracy gain (the mistakes are borderline digits, not the images farthest from the teacher's).
     final_weight: float = 0.0
     final_batch: int = 16
 
@@ -202,7 +204,7 @@ class DistillConfig:
             raise DifflabError(f"--guidance-min {self.guidance_min:g} is above --guidance-max {self.guidance_max:g}")
         check_number("lr", self.lr, 0, 1, low_open=True)
         check_number("rollout", self.rollout, 0, 1)
-        check_number("final_weight", self.final_weight, 0, 100)  # the jump loss is ~0.05: beyond 100 it is noise
+        check_number("final_weight", self.final_weight, 0, 100)  # beyond 100 the jump loss (~0.06) is lost
         check_number("grad_clip", self.grad_clip, 0)  # 0: no clipping
         check_number("ema_decay", self.ema_decay, 0, 1, high_open=True)
         check_number("min_lr_ratio", self.min_lr_ratio, 0, 1)
