@@ -141,27 +141,25 @@ class StudentTrainer:
 
     def final_loss(self, x_T, x_0, digit, domain, w) -> torch.Tensor:
         """Mean squared error of the student's x_0 after its K jumps from x_T (F, 3, 28, 28), gradients
-        through every jump (the training weights, bf16 as it samples), against the teacher's x_0."""
-        x = x_T
-        for k in range(len(self.grid)):
-            kk = torch.full((len(x),), k, device=x.device)
-            with autocast(x.device, enabled=self.cfg.bf16):
-                out = self.model(x, self.grid_t.to(x.device)[kk], digit, domain, w)
-            x = self.jump(out.float(), x, kk)
-        return ((x - x_0) ** 2).mean()
+        through every jump (the training weights), against the teacher's x_0."""
+        start, K = torch.zeros(len(x_T), dtype=torch.long, device=x_T.device), len(self.grid)
+        return ((self.walk(self.model, x_T, start, start + K, digit, domain, w) - x_0) ** 2).mean()
 
     @torch.no_grad()
     def own_states(self, x_from, k_from, n, digit, domain, w) -> torch.Tensor:
-        """The EMA student's own path (bf16 as it samples): n (R,) jumps from the states x_from
-        (R, 3, 28, 28) at jumps k_from (R,); where the student itself stands at jump k_from + n."""
-        x, k = x_from.clone(), k_from.clone()
+        """Where the EMA student itself stands after n (R,) of its own jumps from the states x_from
+        (R, 3, 28, 28) at jumps k_from (R,)."""
+        return self.walk(self.ema, x_from, k_from, n, digit, domain, w)
+
+    def walk(self, net, x, k, n, digit, domain, w) -> torch.Tensor:
+        """`net`'s own DDIM path (bf16 as it samples): n (R,) jumps from the states x (R, 3, 28, 28) at
+        jumps k (R,); its state at jump k + n. Out of place, so autograd follows it when gradients are on."""
         for j in range(int(n.max()) if len(n) else 0):
             go = n > j
-            t = self.grid_t.to(x.device)[k[go]]
             with autocast(x.device, enabled=self.cfg.bf16):
-                out = self.ema(x[go], t, digit[go], domain[go], w[go]).float()
-            x[go] = self.jump(out, x[go], k[go])
-            k[go] += 1
+                out = net(x[go], self.grid_t.to(x.device)[k[go]], digit[go], domain[go], w[go]).float()
+            x = x.index_put((go,), self.jump(out, x[go], k[go]))
+            k = k + go.long()
         return x
 
     def jump(self, out: torch.Tensor, x_t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
