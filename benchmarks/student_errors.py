@@ -3,7 +3,8 @@
 For each student file: its per-jump loss (the distillation loss, StudentTrainer.loss) on training
 trajectories and on fresh held-out ones (same recipe, another seed: is the student data-bound?); the
 final-image MSE against the teacher's x_0 when the student starts from the teacher's own state at each
-jump (how much each jump adds to the final error); and, at each --guidance, own-classifier accuracy and
+jump (how much each jump adds to the final error), on the held-out trajectories and on as many training
+ones (does the student generalise?); and, at each --guidance, own-classifier accuracy and
 Fréchet distance of 1000 images (`digits generate` + `digits eval`, seed 0).
 
     .venv/bin/python benchmarks/student_errors.py runs/distill/student.safetensors \
@@ -28,7 +29,6 @@ from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E
 from difflab.models.digits import load_digit_model  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
 from difflab.training.distill import DistillConfig, StudentTrainer  # noqa: E402
-from difflab.training.jumps import jump_coefficients, x0_output_steps  # noqa: E402
 from difflab.training.trajectories import load_trajectories, make_trajectories, student_timesteps  # noqa: E402
 
 
@@ -49,16 +49,14 @@ def jump_losses(trainer: StudentTrainer, student, data, grid) -> list[float]:
     return out
 
 
-def final_mse_from_each_start(student, schedule, data, grid) -> list[float]:
-    """Final-image MSE vs the teacher's x_0 when the student runs from the teacher's state at jump k0."""
-    coef, x0_steps = jump_coefficients(schedule, grid), x0_output_steps(grid, student.config.prediction)
+def final_mse_from_each_start(trainer: StudentTrainer, student, data, grid) -> list[float]:
+    """Final-image MSE vs the teacher's x_0 when the student runs from the teacher's state at jump k0
+    (its path: the trainer's own walk, bf16 as it samples)."""
     out = []
     for k0 in range(len(grid)):
-        x = data["x"][:, k0]
-        for k in range(k0, len(grid)):
-            c_x, c_eps, d_x, d_x0, _ = coef[k].float().tolist()
-            o = student_out(student, x, k, grid, data)
-            x = d_x * x + d_x0 * o if grid[k] in x0_steps else c_x * x + c_eps * o
+        k = torch.full((len(data["x"]),), k0)
+        with torch.no_grad():
+            x = trainer.walk(student, data["x"][:, k0], k, len(grid) - k, data["digit"], data["domain"], data["w"])
         out.append(((x - data["x"][:, -1]) ** 2).mean().item())
     return out
 
@@ -96,7 +94,8 @@ def main() -> None:
         student.eval()
         row = {"student": path, "jump_loss_train": jump_losses(trainer, student, train, grid),
                "jump_loss_held_out": jump_losses(trainer, student, held, grid),
-               "final_mse_from_jump": final_mse_from_each_start(student, schedule, held, grid),
+               "final_mse_from_jump": final_mse_from_each_start(trainer, student, held, grid),
+               "final_mse_from_jump_train": final_mse_from_each_start(trainer, student, train, grid),
                "quality": {str(w): quality(path, w) for w in args.guidance}}
         rows.append(row)
         print(json.dumps(row, indent=1), flush=True)
