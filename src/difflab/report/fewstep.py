@@ -2,8 +2,8 @@
 
 The same images (seed, layout, batch size: the same starting noise) from a few candidates: the teacher
 with DDIM 20 (CFG, what the rest of the report shows), with DPM-Solver++(2M) 10 and with DPM-Solver++(2M)
-10 guided only inside an interval, and the distilled student at its own steps (the default of
-`digits generate`). Each is made by the same `generate(...)` as the command shown beside it and scored
+10 guided only inside an interval, and the distilled student at its own steps (`digits generate
+--model student`). Each is made by the same `generate(...)` as the command shown beside it and scored
 like `digits eval`; the network evaluations per image are counted, not assumed (benchmarks/bench_digits.py
 measures the same candidates on 1000 images).
 """
