@@ -361,6 +361,27 @@ def test_student_takes_its_teachers_ti_and_lora_concepts(tmp_path, base, two_con
     assert base_digest(load_digit_model(base)[0]) == load_concept(style).meta["base_sha256"]
 
 
+def test_students_of_the_shipped_teacher_check_concepts_against_it(tmp_path, tiny_unet):
+    """`digits distill` without --teacher records "shipped"; a release records the assets/ path (any checkout):
+    both, and the shipped student, resolve to the shipped teacher's digest (the old student said "shipped"
+    and refused every concept)."""
+    from difflab.concepts.concept import student_teacher_digest
+    from difflab.models.digits import SHIPPED_TEACHER, STUDENT_MODEL
+    from difflab.training.distill import make_student
+
+    shipped = base_digest(load_digit_model(None)[0])
+    meta = {"steps": 4, "spacing": "trailing", "guidance_range": [1.0, 5.0], "guide": "digit"}
+    for ref in (SHIPPED_TEACHER, "/elsewhere/src/difflab/assets/digits_unet.safetensors"):
+        path = tmp_path / "student.safetensors"
+        save_digit_model(path, make_student(tiny_unet), NoiseSchedule(), {"student": {**meta, "teacher": ref}})
+        assert student_teacher_digest(load_digit_model(path)[0]) == shipped
+    assert student_teacher_digest(load_digit_model(STUDENT_MODEL)[0]) == shipped
+    save_digit_model(path, make_student(tiny_unet), NoiseSchedule(),
+                     {"student": {**meta, "teacher": str(tmp_path / "gone.safetensors")}})
+    with pytest.raises(DifflabError, match="not a readable file"):
+        student_teacher_digest(load_digit_model(path)[0])
+
+
 def test_load_with_concepts_then_generate(tmp_path, base, two_concepts):
     from difflab.concepts.concept import load_with_concepts
     from difflab.digits.generate import GenerateConfig, generate

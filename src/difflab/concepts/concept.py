@@ -235,15 +235,16 @@ def model_digest(model: nn.Module) -> str:
 
 def student_teacher_digest(student: nn.Module) -> str:
     """The weights digest of the teacher a student was distilled from, by its metadata's `teacher` entry:
-    a path ending in the shipped teacher's assets/ file name is the shipped teacher (wherever difflab is
-    installed); another path must still be a readable model file."""
-    from difflab.models.digits import DEFAULT_MODEL, load_digit_model
+    "shipped" (a student distilled without --teacher) or a path ending in the shipped teacher's assets/ file
+    name is the shipped teacher (wherever difflab is installed); another path must still be a readable file."""
+    from difflab.models.digits import DEFAULT_MODEL, SHIPPED_TEACHER, load_digit_model
 
     ref = (getattr(student, "student", None) or {}).get("teacher")
     if not ref:
         raise DifflabError("this student does not record its teacher: concepts apply to the teacher only "
                            "(--model teacher)")
-    path = DEFAULT_MODEL if Path(ref).as_posix().endswith(f"assets/{DEFAULT_MODEL.name}") else Path(ref)
+    shipped = ref == SHIPPED_TEACHER or Path(ref).as_posix().endswith(f"assets/{DEFAULT_MODEL.name}")
+    path = DEFAULT_MODEL if shipped else Path(ref)
     if not path.is_file():
         raise DifflabError(f"the student's teacher {ref} is not a readable file: cannot check that the concepts "
                            "were made for it (use --model teacher)")

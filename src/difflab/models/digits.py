@@ -25,6 +25,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = ASSETS / "digits_unet.safetensors"  # the teacher (CFG, 20 DDIM steps by default)
 STUDENT_MODEL = ASSETS / "digits_student.safetensors"  # distilled from it: guidance input, 4 steps
 SHIPPED = {"teacher": DEFAULT_MODEL, "student": STUDENT_MODEL}
+# what a student distilled from the default teacher (`digits distill` without --teacher) records as its teacher
+SHIPPED_TEACHER = "shipped"
 
 
 def model_path(name) -> Path:

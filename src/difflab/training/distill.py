@@ -38,7 +38,7 @@ from difflab.device import autocast, cpu_generator, grad_scaler, resolve_device,
 from difflab.diffusion.schedule import NoiseSchedule
 from difflab.errors import DifflabError
 from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
-from difflab.models.digits import load_digit_model, save_digit_model
+from difflab.models.digits import SHIPPED_TEACHER, load_digit_model, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet
 from difflab.training.common import flatten_optimizer, lr_at, run_record, unflatten_optimizer, update_ema
@@ -322,7 +322,7 @@ def distill(cfg: DistillConfig, progress: bool = True, log=print) -> DistillResu
         trainer.fit(progress, log)
         wall["student_s"] = time.time() - t1
         student = {"steps": cfg.student_steps, "spacing": "trailing", "guidance_range": [cfg.guidance_min,
-                   cfg.guidance_max], "guide": cfg.guide, "teacher": str(cfg.teacher or "shipped"),
+                   cfg.guidance_max], "guide": cfg.guide, "teacher": str(cfg.teacher or SHIPPED_TEACHER),
                    "x0_steps": trainer.x0_steps,
                    "teacher_step": tmeta.get("step")}
         path = out / "student.safetensors"
