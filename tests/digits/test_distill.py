@@ -1,5 +1,7 @@
 """The guidance-input student and its distillation (tiny models; the real run is scripts/distill_release.sh)."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -277,7 +279,7 @@ def test_init_starts_a_new_leg_from_a_checkpoints_ema(tmp_path, distilled, tiny_
         StudentTrainer(DistillConfig(**{**cfg.__dict__, "init": cfg.teacher}), tiny_unet, schedule, data)
 
 
-def test_the_student_records_its_own_run(tmp_path, distilled, tiny_unet):
+def test_the_student_records_its_own_run(tmp_path, distilled, tiny_unet, monkeypatch):
     """`digits info` on a student: seconds (trajectories + updates) over all legs and the number of legs
     come from the file itself; a longer re-run adds a leg, a re-run with nothing left does not, a leg
     started with --init counts the legs it started from, and a run resumed from a checkpoint that predates
@@ -293,9 +295,23 @@ def test_the_student_records_its_own_run(tmp_path, distilled, tiny_unet):
     _, ckpt_meta = load_checkpoint(f"{cfg.out_dir}/checkpoint.safetensors")
     run = ckpt_meta["train_run"]
     assert run["legs"] == 1 and run["wall_s"] == pytest.approx(run["trajectories_s"] + run["student_s"], abs=0.11)
+    _, student_meta = load_checkpoint(result.student_path)
+    assert student_meta["train_run"] == run  # finished at a checkpoint: the student repeats its record
+
+    def slow_save(*args, **kwargs):  # a slow disk (as on CI): writing the checkpoint takes a while
+        time.sleep(0.3)
+        save_checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr("difflab.training.distill.save_checkpoint", slow_save)
     longer = DistillConfig(**{**cfg.__dict__, "steps": cfg.steps + 2})
-    second = checkpoint_info(str(distill(longer, progress=False, log=lambda s: None).student_path))["train"]
+    second_path = distill(longer, progress=False, log=lambda s: None).student_path
+    second = checkpoint_info(str(second_path))["train"]
     assert (second["steps"], second["legs"]) == (cfg.steps + 2, 2) and second["wall_s"] >= first["wall_s"]
+    # the seconds after the last checkpoint (its own writing) are in neither: a leg resumed from it would
+    # otherwise record fewer seconds than the student file it extends
+    assert load_checkpoint(second_path)[1]["train_run"] == load_checkpoint(
+        f"{cfg.out_dir}/checkpoint.safetensors")[1]["train_run"]
+    monkeypatch.undo()
     again = checkpoint_info(str(distill(longer, progress=False, log=lambda s: None).student_path))["train"]
     assert again["legs"] == 2  # nothing left to train: not a leg
 

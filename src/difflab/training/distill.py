@@ -97,6 +97,10 @@ class StudentTrainer:
         # phase-1 seconds (set by distill()) and the start of its phase 2 (set by fit())
         self.run_before: dict | None = {"trajectories_s": 0.0, "student_s": 0.0, "legs": 0, "steps": 0}
         self.trajectories_s, self.leg_start, self.leg_steps = 0.0, None, 0
+        # (step, record) of the last checkpoint written: the student file made right after it repeats that
+        # record, so a later leg resumed from the checkpoint never counts less than the student file said
+        # (the checkpoint cannot include the seconds spent writing itself)
+        self.saved_run: tuple[int, dict | None] | None = None
         if cfg.init is not None:
             self.load_init(cfg.init)
 
@@ -233,6 +237,13 @@ class StudentTrainer:
             run["steps"] = before["steps"] + self.leg_steps
         return run
 
+    def final_run(self) -> dict | None:
+        """The record for the student file: the last checkpoint's when no update came after it, so the
+        checkpoint a longer re-run resumes from and the student file agree; else the record up to now."""
+        if self.saved_run is not None and self.saved_run[0] == self.step:
+            return self.saved_run[1]
+        return self.train_run()
+
     def save(self) -> None:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
@@ -241,8 +252,10 @@ class StudentTrainer:
         tensors["rng"] = self.gen.get_state()
         tensors["jump_scale"] = self.jump_scale.clone()
         meta = {"kind": DISTILL_KIND, "step": self.step, "distill": asdict(self.cfg), "param_groups": groups}
-        if (run := self.train_run()) is not None:
+        run = self.train_run()
+        if run is not None:
             meta["train_run"] = run
+        self.saved_run = (self.step, run)
         if self.scaler.is_enabled():  # fp16 on CUDA: the loss scale is part of the state a resume needs
             meta["grad_scaler"] = self.scaler.state_dict()
         save_checkpoint(self.ckpt_path, tensors, meta)
@@ -327,7 +340,7 @@ def distill(cfg: DistillConfig, progress: bool = True, log=print) -> DistillResu
                    "teacher_step": tmeta.get("step")}
         path = out / "student.safetensors"
         meta = {"student": student, "distill": asdict(cfg), "step": trainer.step}
-        if (run := trainer.train_run()) is not None:
+        if (run := trainer.final_run()) is not None:
             meta["train_run"] = run
         save_digit_model(path, trainer.ema, schedule, meta)
     return DistillResult(path, wall)
