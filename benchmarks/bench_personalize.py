@@ -43,7 +43,7 @@ from difflab.concepts.personalize import PersonalizeConfig, personalize  # noqa:
 from difflab.concepts.style_eval import EvalClassifierConfig, eval_classifier, score_folder  # noqa: E402
 from difflab.data.datasets import cache_dir  # noqa: E402
 from difflab.data.styles import SYMBOL, make_style, write_style_set, write_symbol_set  # noqa: E402
-from difflab.digits.generate import GenerateConfig, generate  # noqa: E402
+from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E402
 from difflab.io import image_files, load_image  # noqa: E402
 from difflab.models.digits import load_digit_model  # noqa: E402
 from difflab.report.personalize import comparison_grid  # noqa: E402
@@ -64,6 +64,14 @@ TARGETS = {  # name -> how it is learned and where its generated images are scor
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def guidance_setting(text: str) -> tuple[float, str | None]:
+    """'2' -> (2.0, None: generate's default --guide); '2:both' -> (2.0, 'both'): --guidance and --guide."""
+    w, _, guide = text.partition(":")
+    if guide not in ("", "digit", "both"):
+        raise argparse.ArgumentTypeError(f"{text}: expected W, W:digit or W:both")
+    return float(w), guide or None
+
+
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default=None, help="comma list of targets or target:method (default: all)")
@@ -76,6 +84,10 @@ def parse_args():
                     help="share of each batch from the old domains, lora/finetune (default: the method's own)")
     ap.add_argument("--per-digit", type=int, default=20, help="generated images per digit of a style")
     ap.add_argument("--symbol-count", type=int, default=200, help="generated symbols per domain")
+    ap.add_argument("--guidance", type=guidance_setting, nargs="+", default=[(3.0, None)],
+                    metavar="W[:digit|both]",
+                    help="generate each concept at these guidance scales, W:GUIDE for a given --guide (one row "
+                         "each; the concept trains once; default: generate's own, 3 and its --guide default)")
     ap.add_argument("--model", default="teacher")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the whole pipeline")
     ap.add_argument("--work", default=None, help="concepts and generated images (default: data cache)")
@@ -136,8 +148,8 @@ def base_identical(base_model, concept_dir: Path) -> bool:
     return adapted.keys() == ref.keys() and all(torch.equal(adapted[k], ref[k]) for k in ref)
 
 
-def run_one(target: str, method: str, images: Path, work: Path, args, base, clfs) -> dict:
-    """personalize -> generate --concept -> score; one row of the table."""
+def run_one(target: str, method: str, images: Path, work: Path, args, base, clfs) -> list[dict]:
+    """personalize -> generate --concept -> score; one row of the table per --guidance value."""
     spec = TARGETS[target]
     pc = PersonalizeConfig(images_dir=str(images), kind=spec["kind"], name=target, method=method,
                            domain=spec["domain"], out_dir=str(work / "concepts" / f"{target}-{method}"),
@@ -146,14 +158,27 @@ def run_one(target: str, method: str, images: Path, work: Path, args, base, clfs
                               if (v := getattr(args, k)) is not None
                               and not (k in ("row_lr", "prior_weight") and method == "ti")})
     res = personalize(pc, progress=False)
+    return [score_one(target, method, res, setting, work, args, base, clfs) for setting in args.guidance]
+
+
+def score_one(target: str, method: str, res, setting: tuple[float, str | None], work: Path, args, base, clfs
+              ) -> dict:
+    """generate --concept at one guidance setting (scale, guide; None: generate's default) -> score; one row
+    of the table (its `guide` is the one generate used)."""
+    spec, (guidance, guide) = TARGETS[target], setting
     per = args.per_digit if spec["kind"] == "domain" else args.symbol_count
-    gen_dir = work / "generated" / f"{target}-{method}"
-    gcfg = GenerateConfig(per_digit=per, model=args.model, concepts=(str(res.path),))
+    # generate's defaults keep the folder name the report's grids were made from
+    suffix = ("" if guidance == 3.0 else f"-w{guidance:g}") + (f"-{guide}" if guide else "")
+    gen_dir = work / "generated" / f"{target}-{method}{suffix}"
+    gcfg = GenerateConfig(per_digit=per, model=args.model, concepts=(str(res.path),), guidance=guidance,
+                          guide=guide)
+    guide = resolve(gcfg, base[0]).guide
     timing = generate(gen_dir, base[0], base[1], gcfg, overwrite=True, progress=False)
     scores = {folder: score_folder(ev, gen_dir / folder, clfs[ev][0]) for folder, ev in spec["eval"].items()}
     sizes = folder_bytes(res.path)
     meta = res.meta
     row = {"target": target, "kind": spec["kind"], "method": method, "primary": spec["primary"],
+           "guidance": guidance, "guide": guide, "setting": list(setting), "generated_dir": str(gen_dir),
            "concept": str(res.path), "steps": meta["steps"], "lr": meta["lr"], "row_lr": meta.get("row_lr"),
            "rank": meta.get("rank"),
            "prior_weight": meta.get("prior_weight"), "final_loss": meta.get("final_loss"),
@@ -162,7 +187,7 @@ def run_one(target: str, method: str, images: Path, work: Path, args, base, clfs
            "concept_bytes": sum(sizes.values()), "concept_files": sizes, "scores": scores,
            "base_identical": base_identical(base[0], res.path)}
     s = scores[spec["primary"]]
-    print(f"{target:<10} {method:<9} acc {s['acc']:.3f}  FD {s['fd_generated_vs_real']:.2f} "
+    print(f"{target:<10} {method:<9} w {guidance:g} {guide}  acc {s['acc']:.3f}  FD {s['fd_generated_vs_real']:.2f} "
           f"(real {s['fd_real_vs_real']:.2f})  retained {row['retained_acc']}  train {row['train_s']:.0f} s  "
           f"{row['concept_bytes'] / 1024:.0f} KB", flush=True)
     return row
@@ -194,12 +219,12 @@ def save_grid(target: str, rows: list[dict], images: Path, work: Path, grids: Pa
         order = np.lexsort((np.arange(len(y)), y)).reshape(10, 2).T.reshape(-1)  # row k: the k-th of each digit
         train = x[order]
         for r in rows:
-            gen[r["method"]] = first_per_digit(work / "generated" / f"{target}-{r['method']}" / target, 2)
+            gen[r["method"]] = first_per_digit(Path(r["generated_dir"]) / target, 2)
     else:
         train = np.stack([load_image(p) for p in image_files(images)])
         for r in rows:
             for folder in spec["eval"]:
-                files = [p for p in image_files(work / "generated" / f"{target}-{r['method']}" / folder)
+                files = [p for p in image_files(Path(r["generated_dir"]) / folder)
                          if p.name.startswith(f"{target}_")][:10]
                 gen[f"{r['method']} {folder}"] = np.stack([load_image(p) for p in files])
     path = grids / f"{target}.png"
@@ -208,18 +233,20 @@ def save_grid(target: str, rows: list[dict], images: Path, work: Path, grids: Pa
 
 
 def print_table(out: dict) -> None:
-    head = (f"{'concept':<10} {'method':<9} {'acc':>6} {'FD gen':>7} {'FD real':>7} {'ratio':>6} "
+    head = (f"{'concept':<10} {'method':<9} {'w':>4} {'guide':<5} {'acc':>6} {'FD gen':>7} {'FD real':>7} {'ratio':>6} "
             f"{'ret MNIST-M':>11} {'ret SVHN':>8} {'train s':>7} {'size KB':>8} {'base same':>9}")
     print("\n" + head + "\n" + "-" * len(head))
     for r in out["runs"]:
         s, ret = r["scores"][r["primary"]], r["retained_acc"] or {}
-        print(f"{r['target']:<10} {r['method']:<9} {s['acc']:>6.3f} {s['fd_generated_vs_real']:>7.2f} "
+        print(f"{r['target']:<10} {r['method']:<9} {r.get('guidance', 3.0):>4g} {r.get('guide', 'digit'):<5} "
+              f"{s['acc']:>6.3f} "
+              f"{s['fd_generated_vs_real']:>7.2f} "
               f"{s['fd_real_vs_real']:>7.3f} {s['fd_generated_vs_real'] / s['fd_real_vs_real']:>5.1f}x "
               f"{ret.get('mnistm', float('nan')):>11.3f} {ret.get('svhn', float('nan')):>8.3f} "
               f"{r['train_s']:>7.0f} {r['concept_bytes'] / 1024:>8.0f} {str(r['base_identical']):>9}")
         for folder, s2 in r["scores"].items():
             if folder != r["primary"]:
-                print(f"{'':<10} {'':<9} {s2['acc']:>6.3f} {s2['fd_generated_vs_real']:>7.2f} "
+                print(f"{'':<10} {'':<9} {'':>4} {'':<5} {s2['acc']:>6.3f} {s2['fd_generated_vs_real']:>7.2f} "
                       f"{s2['fd_real_vs_real']:>7.2f}   ({SYMBOL} drawn in {folder}, never trained there)")
     for b in out["baselines"]:
         print(f"base model's {b['source']} digits scored as {b['target']}: acc {b['acc']:.3f}, "
@@ -248,10 +275,12 @@ def main() -> None:
             write_style_set(images, t, per_digit=2, seed=0)
         else:
             write_symbol_set(images, TARGETS[t]["domain"], count=20, seed=0)
-        rows = [run_one(t, m, images, work, args, base, clfs) for tt, m in pairs if tt == t]
+        rows = [row for tt, m in pairs if tt == t for row in run_one(t, m, images, work, args, base, clfs)]
         runs += rows
+        first_scale = [r for r in rows if r["setting"] == list(args.guidance[0])]  # a grid row per method
         out_targets[t] = {"description": TARGETS[t]["description"], "train_count": 20, "images": str(images),
-                          "grid": save_grid(t, rows, images, work, grids)}
+                          "grid": save_grid(t, first_scale, images, work, grids)}
+    generate_default = "generate's default guide"
     threads = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
     out = {"command": " ".join([*threads, shlex.join([os.path.relpath(sys.executable), *sys.argv])]),
            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -259,7 +288,10 @@ def main() -> None:
                         "prior_weight": args.prior_weight, "per_digit": args.per_digit,
                         "symbol_count": args.symbol_count, "model": args.model, "quick": args.quick,
                         "classifier": asdict(ccfg),
-                        "sampler_note": f"{args.model}, DDIM 20 steps, guidance 3, seed 0"},
+                        "guidance": [{"guidance": w, "guide": g or "generate's default"} for w, g in args.guidance],
+                        "sampler_note": f"{args.model}, DDIM 20 steps, guidance "
+                                        f"{', '.join(f'{w:g} ({g or generate_default})' for w, g in args.guidance)}"
+                                        ", seed 0"},
            "classifiers": {ev: meta for ev, (_, meta) in clfs.items()}, "classifier_s": classifier_s,
            "baselines": base_rows(targets, work, args, base, clfs), "targets": out_targets, "runs": runs,
            "malloc": {k: os.environ.get(k) for k in _malloc.MALLOC}, "machine": finish_machine(info)}

@@ -314,6 +314,36 @@ def test_generate_concept_layouts(tmp_path, base, two_concepts):
     assert _files(tmp_path / "c") == ["wavy/star_001.png", "wavy/star_002.png"]
 
 
+def test_a_style_concept_on_the_teacher_guides_digit_and_domain_by_default(tmp_path, base, two_concepts, tiny_unet):
+    """--guide's default: 'both' for a teacher drawing a style (the measured better setting), 'digit' for a
+    symbol alone, for no concept and for a student (the way it was distilled); a given --guide is kept.
+    The default is in effect end to end: the style's images equal --guide both's, not --guide digit's."""
+    from difflab.digits.generate import GenerateConfig, resolve
+    from difflab.training.distill import make_student
+
+    style, symbol = two_concepts
+    teacher = load_digit_model(base)[0]
+
+    def guide(model, **kw):
+        return resolve(GenerateConfig(device="cpu", **kw), model).guide
+
+    assert guide(teacher, concepts=[style]) == "both" and guide(teacher, concepts=[symbol, style]) == "both"
+    assert guide(teacher, concepts=[symbol]) == "digit" and guide(teacher) == "digit"
+    assert guide(teacher, concepts=[style], guide="digit") == "digit"
+    assert guide(apply_concepts(teacher, load_concepts([style])), concepts=[style]) == "both"  # applied already
+    student = make_student(tiny_unet)
+    student.student = {"steps": 4, "spacing": "trailing", "guidance_range": [1.0, 5.0], "guide": "digit"}
+    assert guide(student, concepts=[style]) == "digit"
+    common = ["--model", str(base), "--per-digit", "1", "--steps", "2", "--concept", str(style)]
+    for name, extra in (("default", []), ("both", ["--guide", "both"]), ("digit", ["--guide", "digit"])):
+        assert main(["digits", "generate", str(tmp_path / name), *common, *extra]) == 0
+    files = _files(tmp_path / "default" / "wavy")
+    assert len(files) == 10
+    same = [sha256(tmp_path / "default" / "wavy" / f) == sha256(tmp_path / "both" / "wavy" / f) for f in files]
+    other = [sha256(tmp_path / "default" / "wavy" / f) == sha256(tmp_path / "digit" / "wavy" / f) for f in files]
+    assert all(same) and not any(other)
+
+
 def test_generate_without_concepts_is_unchanged_by_them(tmp_path, base, two_concepts, tiny_unet):
     """A concept applied but not asked for draws the shipped layout exactly as the base model does."""
     from difflab.digits.generate import GenerateConfig, generate

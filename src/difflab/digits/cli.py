@@ -88,7 +88,7 @@ def _generate(args, command: str | None = None):
              f"{args.out_dir}/{{mnistm,svhn}}/ and grids {args.out_dir}/{{mnistm,svhn}}_grid.png")
     print(f"wrote {t['images']} images to {where} in {t['total_s']:.1f} s "
           f"(network {t['network_s']:.1f} s, other {t['other_s']:.1f} s; {cfg.model} model, {cfg.sampler} "
-          f"{cfg.steps} steps, guidance {cfg.guidance:g})")
+          f"{cfg.steps} steps, guidance {cfg.guidance:g} on {cfg.guide})")
 
 
 def _personalize(args):
