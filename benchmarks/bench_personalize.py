@@ -15,6 +15,7 @@ measurement gives without any personalization). The evaluation classifiers are t
 from the data cache), timed apart; their held-out accuracy is in the JSON and the table.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_personalize.py [--only lcd,A:ti] [--steps N] [--quick]
+        [--guidance 3 2:digit 3:both]   # one row per generate setting (W[:GUIDE]) of each trained concept
 
 Writes benchmarks/results/personalize.json and one comparison grid per target under
 benchmarks/results/personalize/ (the report's personalization section shows them); the concepts and

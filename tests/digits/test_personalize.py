@@ -314,23 +314,25 @@ def test_generate_concept_layouts(tmp_path, base, two_concepts):
     assert _files(tmp_path / "c") == ["wavy/star_001.png", "wavy/star_002.png"]
 
 
-def test_a_style_concept_on_the_teacher_guides_digit_and_domain_by_default(tmp_path, base, two_concepts, tiny_unet):
-    """--guide's default: 'both' for a teacher drawing a style (the measured better setting), 'digit' for a
-    symbol alone, for no concept and for a student (the way it was distilled); a given --guide is kept.
+def test_a_lora_style_on_the_teacher_guides_digit_and_domain_by_default(tmp_path, base, style_dir, two_concepts,
+                                                                        tiny_unet):
+    """--guide's default: 'both' for a teacher drawing a LoRA style (the measured better setting), 'digit' for
+    a ti style, a symbol alone, no concept and a student (the way it was distilled); a given --guide is kept.
     The default is in effect end to end: the style's images equal --guide both's, not --guide digit's."""
     from difflab.digits.generate import GenerateConfig, resolve
     from difflab.training.distill import make_student
 
-    style, symbol = two_concepts
+    ti_style, symbol = two_concepts
+    style = run(style_dir, tmp_path / "lora_style", base, method="lora", eval_per_digit=0).path
     teacher = load_digit_model(base)[0]
 
     def guide(model, **kw):
         return resolve(GenerateConfig(device="cpu", **kw), model).guide
 
     assert guide(teacher, concepts=[style]) == "both" and guide(teacher, concepts=[symbol, style]) == "both"
-    assert guide(teacher, concepts=[symbol]) == "digit" and guide(teacher) == "digit"
-    assert guide(teacher, concepts=[style], guide="digit") == "digit"
-    assert guide(apply_concepts(teacher, load_concepts([style])), concepts=[style]) == "both"  # applied already
+    assert guide(apply_concepts(teacher, load_concepts([style])), concepts=[style]) == "both"
+    assert guide(teacher, concepts=[ti_style]) == "digit" and guide(teacher, concepts=[symbol]) == "digit"
+    assert guide(teacher) == "digit" and guide(teacher, concepts=[style], guide="digit") == "digit"
     student = make_student(tiny_unet)
     student.student = {"steps": 4, "spacing": "trailing", "guidance_range": [1.0, 5.0], "guide": "digit"}
     assert guide(student, concepts=[style]) == "digit"

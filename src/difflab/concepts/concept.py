@@ -177,13 +177,13 @@ def _check_meta(path: Path, meta) -> dict:
     return meta
 
 
-def concept_kind(path) -> str:
-    """'domain' (a style) or 'digit' (a symbol): the kind a concept folder's checked concept.json names,
-    read without its tensors (generate's defaults depend on it)."""
+def concept_meta(path) -> dict:
+    """A concept folder's checked concept.json (kind, method, ...), read without its tensors (generate's
+    defaults depend on it)."""
     path = Path(path)
     if not path.is_dir():
         raise DifflabError(f"{path}: concept folder not found")
-    return _check_meta(path, read_json(path / CONCEPT_FILE, "concept file"))["kind"]
+    return _check_meta(path, read_json(path / CONCEPT_FILE, "concept file"))
 
 
 def load_concept(path) -> Concept:

@@ -28,7 +28,7 @@ GENERATE = {
     "batch_size": "images per network batch",
     "bf16": Flag("run the network in float32 (default: bf16 autocast)", flag="--fp32"),
     "guide": Flag("what guidance amplifies: the digit only, or digit and domain", choices=("digit", "both"),
-                  shown="both for the teacher with a style --concept (lower Fréchet distance), else digit"),
+                  shown="both for the teacher with a LoRA style --concept (lower Fréchet distance), else digit"),
     "guidance_interval": Flag("teacher: guide only for timesteps LO <= t <= HI, one pass elsewhere",
                               type=parse_guidance_interval, metavar="LO,HI", shown="every timestep"),
     "karras": "Karras sigmas (dpmpp-2m, unipc)",

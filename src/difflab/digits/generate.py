@@ -47,8 +47,9 @@ class GenerateConfig:
     batch_size: int = 250
     bf16: bool = True  # network in bf16 autocast (~2.5x faster on CPU); sampler maths stays float32
     # "digit": uncond = (null digit, same domain); "both": null digit and null domain. None: "both" for a
-    # teacher drawing a style concept (it pulls the new style harder: Fréchet 29-40 % lower at the same or
-    # better accuracy, docs/RESULTS.md §8), else "digit"
+    # teacher drawing a LoRA style concept (it pulls the new style harder: Fréchet 29-40 % lower at the same
+    # or better accuracy; mixed for ti and finetune styles, worse for a symbol: docs/RESULTS.md §8), else
+    # "digit"
     guide: str | None = None
     guidance_interval: tuple[int, int] | None = None  # teacher: guide only for LO <= t <= HI
     karras: bool = False  # Karras sigmas for dpmpp-2m
@@ -94,15 +95,12 @@ def student_info(model) -> dict | None:
                                                "guide": "digit"}
 
 
-def draws_a_style(cfg: GenerateConfig, model) -> bool:
-    """Whether the images are drawn in a style concept (one of `cfg.concepts` has kind 'domain')."""
-    if not cfg.concepts:
-        return False
-    if concept_rows(model)["domain"]:  # already applied
-        return True
-    from difflab.concepts.concept import concept_kind
+def draws_a_lora_style(cfg: GenerateConfig) -> bool:
+    """Whether the images are drawn in a style learned with LoRA (a concept of kind 'domain', method 'lora'):
+    the concepts for which guiding digit and domain measured better (docs/RESULTS.md §8)."""
+    from difflab.concepts.concept import concept_meta
 
-    return any(concept_kind(c) == "domain" for c in cfg.concepts)
+    return any((m := concept_meta(c))["kind"] == "domain" and m["method"] == "lora" for c in cfg.concepts)
 
 
 def resolve(cfg: GenerateConfig, model) -> GenerateConfig:
@@ -110,7 +108,7 @@ def resolve(cfg: GenerateConfig, model) -> GenerateConfig:
     cfg.check()
     info = student_info(model)
     if info is None:
-        guide = cfg.guide or ("both" if draws_a_style(cfg, model) else "digit")
+        guide = cfg.guide or ("both" if draws_a_lora_style(cfg) else "digit")
         return replace(cfg, steps=cfg.steps or TEACHER_STEPS, sampler=cfg.sampler or "ddim", guide=guide)
     cfg = replace(cfg, guide=cfg.guide or info["guide"])  # a student guides the way it was distilled
     steps, sampler = cfg.steps or info["steps"], cfg.sampler or "ddim"
