@@ -239,7 +239,7 @@ def print_table(out: dict) -> None:
     print("\n" + head + "\n" + "-" * len(head))
     for r in out["runs"]:
         s, ret = r["scores"][r["primary"]], r["retained_acc"] or {}
-        print(f"{r['target']:<10} {r['method']:<9} {r.get('guidance', 3.0):>4g} {r.get('guide', 'digit'):<5} "
+        print(f"{r['target']:<10} {r['method']:<9} {r['guidance']:>4g} {r['guide']:<5} "
               f"{s['acc']:>6.3f} "
               f"{s['fd_generated_vs_real']:>7.2f} "
               f"{s['fd_real_vs_real']:>7.3f} {s['fd_generated_vs_real'] / s['fd_real_vs_real']:>5.1f}x "
@@ -289,7 +289,7 @@ def main() -> None:
                         "prior_weight": args.prior_weight, "per_digit": args.per_digit,
                         "symbol_count": args.symbol_count, "model": args.model, "quick": args.quick,
                         "classifier": asdict(ccfg),
-                        "guidance": [{"guidance": w, "guide": g or "generate's default"} for w, g in args.guidance],
+                        "guidance": [{"guidance": w, "guide": g or generate_default} for w, g in args.guidance],
                         "sampler_note": f"{args.model}, DDIM 20 steps, guidance "
                                         f"{', '.join(f'{w:g} ({g or generate_default})' for w, g in args.guidance)}"
                                         ", seed 0"},

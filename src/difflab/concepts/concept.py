@@ -189,9 +189,7 @@ def concept_meta(path) -> dict:
 def load_concept(path) -> Concept:
     """Read a concept folder; every way it can be broken is one DifflabError line naming the file."""
     path = Path(path)
-    if not path.is_dir():
-        raise DifflabError(f"{path}: concept folder not found")
-    meta = _check_meta(path, read_json(path / CONCEPT_FILE, "concept file"))
+    meta = concept_meta(path)
     tensors, _ = load_checkpoint(path / EMBEDDING_FILE)
     row = tensors.get("row")
     if row is None or tuple(row.shape) != (meta["embedding_dim"],) or not row.is_floating_point():
