@@ -83,6 +83,9 @@ def parse_args():
                     help="the new row's own learning rate, lora/finetune (default: personalize's own, 3e-2)")
     ap.add_argument("--prior-weight", type=float, default=None,
                     help="share of each batch from the old domains, lora/finetune (default: the method's own)")
+    ap.add_argument("--augment-shift", type=int, default=None,
+                    help="shift the concept images by up to this many pixels while learning "
+                         "(default: personalize's own, 0)")
     ap.add_argument("--per-digit", type=int, default=20, help="generated images per digit of a style")
     ap.add_argument("--symbol-count", type=int, default=200, help="generated symbols per domain")
     ap.add_argument("--guidance", type=guidance_setting, nargs="+", default=[(3.0, None)],
@@ -155,7 +158,7 @@ def run_one(target: str, method: str, images: Path, work: Path, args, base, clfs
     pc = PersonalizeConfig(images_dir=str(images), kind=spec["kind"], name=target, method=method,
                            domain=spec["domain"], out_dir=str(work / "concepts" / f"{target}-{method}"),
                            model=args.model, overwrite=True, eval_per_digit=1 if args.quick else 10,
-                           **{k: v for k in ("steps", "rank", "lr", "row_lr", "prior_weight")
+                           **{k: v for k in ("steps", "rank", "lr", "row_lr", "prior_weight", "augment_shift")
                               if (v := getattr(args, k)) is not None
                               and not (k in ("row_lr", "prior_weight") and method == "ti")})
     res = personalize(pc, progress=False)
@@ -182,7 +185,8 @@ def score_one(target: str, method: str, res, setting: tuple[float, str | None], 
            "guidance": guidance, "guide": guide, "setting": list(setting), "generated_dir": str(gen_dir),
            "concept": str(res.path), "steps": meta["steps"], "lr": meta["lr"], "row_lr": meta.get("row_lr"),
            "rank": meta.get("rank"),
-           "prior_weight": meta.get("prior_weight"), "final_loss": meta.get("final_loss"),
+           "prior_weight": meta.get("prior_weight"), "augment_shift": meta.get("augment_shift", 0),
+           "final_loss": meta.get("final_loss"),
            "train_s": meta["wall_s"], "retained_eval_s": (meta.get("retained_eval") or {}).get("eval_s"),
            "retained_acc": meta.get("retained_acc"), "generate_s": timing["total_s"], "generated": timing["images"],
            "concept_bytes": sum(sizes.values()), "concept_files": sizes, "scores": scores,

@@ -10,6 +10,8 @@ Rows: the benchmark's own 20 training images (make_style(..., 'train', 2, seed 0
 seed 0): what every personalize run of bench_personalize saw) and, for the spread, other draws of 20 from the
 train split (seeds 100, 101, ...: disjoint streams from the floor's reference, seed 1). The distance of a
 copier measures the missing variety: 20 distinct images span at most 19 of the 128 feature directions.
+Also: copiers of more distinct images (--sizes), and the 20 copies each shifted by up to 1-3 whole pixels
+(--shifts: `personalize --augment-shift`'s augmentation, applied to the copies themselves).
 
     .venv/bin/python benchmarks/style_copy_floor.py [--draws 5] [--out benchmarks/results/style_copy_floor.json]
 
@@ -34,6 +36,7 @@ import torch  # noqa: E402
 
 from difflab.concepts.style_eval import SYMBOL_CLASS, eval_classifier, real_sets  # noqa: E402
 from difflab.data import to_model_range  # noqa: E402
+from difflab.data.augment import random_shift  # noqa: E402
 from difflab.data.styles import make_style, make_symbol  # noqa: E402
 from difflab.digits.evaluate import score  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
@@ -52,16 +55,17 @@ def training_draw(target: str, seed: int, n: int = 20) -> tuple[np.ndarray, np.n
     return make_style(target, "train", n // 10, seed)
 
 
-def copier_score(target: str, model, seed: int, n: int = 20) -> dict:
-    """Score the n images of one draw, each repeated N_GENERATED / n times, as generated images."""
+def copier_score(target: str, model, seed: int, n: int = 20, shift: int = 0) -> dict:
+    """Score the n images of one draw, each repeated N_GENERATED / n times (each copy moved by up to `shift`
+    whole pixels: personalize --augment-shift's augmentation), as generated images."""
     images, labels = training_draw(target, seed, n)
     reps = N_GENERATED // len(images)
-    x = to_model_range(np.repeat(images, reps, axis=0))
+    x = random_shift(to_model_range(np.repeat(images, reps, axis=0)), shift, torch.Generator().manual_seed(0))
     y = torch.from_numpy(np.repeat(labels, reps))
     real, _, ref = real_sets(target, len(x))
     s = score(model, x, y, to_model_range(real), to_model_range(ref))
-    return {"seed": seed, "n_distinct": n, "acc": s["acc"], "fd_copies_vs_real": s["fd_generated_vs_real"],
-            "fd_real_vs_real": s["fd_real_vs_real"]}
+    return {"seed": seed, "n_distinct": n, "shift": shift, "acc": s["acc"],
+            "fd_copies_vs_real": s["fd_generated_vs_real"], "fd_real_vs_real": s["fd_real_vs_real"]}
 
 
 def main(argv=None) -> int:
@@ -70,6 +74,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=int, nargs="*", default=[50, 100],
                     help="also copiers of this many distinct training images (divisors of 200: how many "
                          "images a copier needs to come near the floor)")
+    ap.add_argument("--shifts", type=int, nargs="*", default=[1, 2, 3],
+                    help="also the benchmark's 20 copies, each moved by up to this many pixels")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "style_copy_floor.json"))
     args = ap.parse_args(argv)
     t0, where = time.perf_counter(), machine()
@@ -80,17 +86,20 @@ def main(argv=None) -> int:
         others = [copier_score(target, model, 100 + i) for i in range(args.draws)]
         fds = [o["fd_copies_vs_real"] for o in others]
         larger = [copier_score(target, model, 100, n) for n in args.sizes]
+        shifted = [copier_score(target, model, TRAIN_SEED, shift=px) for px in args.shifts]
         rows.append({"concept": name, "eval_target": target, "classifier_val_acc": meta["val_acc"],
-                     "benchmark_draw": own, "other_draws": others, "larger_sets": larger,
+                     "benchmark_draw": own, "other_draws": others, "larger_sets": larger, "shifted_copies": shifted,
                      "other_draws_fd": {"mean": statistics.mean(fds), "min": min(fds), "max": max(fds)}})
     print(f"{'concept':<10} {'real vs real':>12} {'copies of the bench 20':>22} {'/ floor':>7} "
-          f"{'other 20s: mean (min-max)':>28}  " + "  ".join(f"{f'copies of {n}':>13}" for n in args.sizes))
+          f"{'other 20s: mean (min-max)':>28}  " + "  ".join(f"{f'copies of {n}':>13}" for n in args.sizes)
+          + "  " + "  ".join(f"{f'shift {px}':>8}" for px in args.shifts))
     for r in rows:
         own, o = r["benchmark_draw"], r["other_draws_fd"]
         floor = own["fd_real_vs_real"]
         print(f"{r['concept']:<10} {floor:>12.3f} {own['fd_copies_vs_real']:>22.3f} "
               f"{own['fd_copies_vs_real'] / floor:>6.1f}x {o['mean']:>12.3f} ({o['min']:.3f}-{o['max']:.3f})  "
-              + "  ".join(f"{x['fd_copies_vs_real']:>13.3f}" for x in r["larger_sets"]))
+              + "  ".join(f"{x['fd_copies_vs_real']:>13.3f}" for x in r["larger_sets"])
+              + "  " + "  ".join(f"{x['fd_copies_vs_real']:>8.3f}" for x in r["shifted_copies"]))
     out = {"command": " ".join([".venv/bin/python", *sys.argv]), "machine": finish_machine(where),
            "n_generated": N_GENERATED, "rows": rows, "wall_s": time.perf_counter() - t0}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,7 @@ ALLOWED = {
     ("digits train", "--drop-domain"): {"0"},
     ("digits train", "--attention-levels"): {"0"},  # attention at the first level
     ("digits personalize", "--eval-per-digit"): {"0"},  # 0 skips the retained-accuracy check
+    ("digits personalize", "--augment-shift"): {"0"},  # 0: no augmentation
     ("digits personalize", "--prior-weight"): {"0"},  # 0: no old-domain images in the batches
     ("digits distill", "--guidance-min"): {"0"},  # the student learns w from 0 (unconditional) up
     ("digits distill", "--rollout"): {"0"},  # no rows from the student's own states (the plain recipe)

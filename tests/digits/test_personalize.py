@@ -1,6 +1,8 @@
 """`digits personalize` and `digits generate --concept` (issue 12) on a tiny UNet saved as the base model."""
 
 import hashlib
+import json
+import shutil
 import sys
 
 import numpy as np
@@ -111,6 +113,7 @@ def test_ti_trains_only_the_new_row(tmp_path, base, style_dir, capsys):
     assert (m["name"], m["kind"], m["method"], m["steps"], m["seed"], m["rank"]) == ("wavy", "domain", "ti", 4, 0, None)
     assert m["images"] == {"count": 9, "folder": str(style_dir), "digits": list(range(8)), "missing_digits": [8, 9]}
     assert m["embedding_dim"] == 64 and m["wall_s"] >= 0 and m["lr"] == 0.05 and m["prior_weight"] == 0
+    assert m["augment_shift"] == 0
     assert set(m["retained_acc"]) == {"mnistm", "svhn"} and all(0 <= a <= 1 for a in m["retained_acc"].values())
 
 
@@ -209,6 +212,29 @@ def test_prior_batches_mix_old_domains(base, style_dir):
     assert 50 <= seen_old <= 80 and 50 <= seen_new <= 80  # half of each batch, less the nulls dropped in
 
 
+def test_augment_shift_moves_only_the_concept_images(base, style_dir):
+    model, _, meta = load_digit_model(base)
+    prior = (torch.zeros(4, 3, 28, 28), torch.tensor([1, 2, 3, 4]), torch.tensor([0, 1, 0, 1]))
+
+    def batches(shift):
+        cfg = make_cfg(style_dir, "unused", base, method="lora", prior_weight=0.5, batch_size=8, augment_shift=shift)
+        data = pmod.read_images(cfg)
+        draw = pmod.make_batches(data, prior, cfg, extend_tables(model, 1), pmod._drop_rates(meta),
+                                 torch.Generator().manual_seed(0))
+        return data, [draw() for _ in range(10)]
+
+    data, plain = batches(0)
+    _, shifted = batches(2)
+    known = {bytes(img.numpy()) for img in data.images}
+    moved = 0
+    for (x_plain, *_), (x_shift, *_) in zip(plain, shifted):
+        assert torch.equal(x_shift[4:], x_plain[4:]) and not x_shift[4:].any()  # old-domain rows as they were
+        assert all(bytes(img.numpy()) in known for img in x_plain[:4])  # off: the images as read
+        moved += sum(bytes(img.numpy()) not in known for img in x_shift[:4])
+        assert x_shift[:4].min() >= -1 and x_shift[:4].max() <= 1
+    assert moved >= 25  # of 40 drawn concept images, all but the few drawn at offset (0, 0)
+
+
 def test_concept_of_another_base_is_refused(tmp_path, base, style_dir):
     r = run(style_dir, tmp_path / "c", base, eval_per_digit=0)
     torch.manual_seed(7)
@@ -240,6 +266,8 @@ def test_concept_of_another_base_is_refused(tmp_path, base, style_dir):
     ("ti-prior", "nothing to preserve"),
     ("ti-row-lr", "ti trains only the row"),
     ("row-lr-0", "--row-lr must be in"),
+    ("shift-8", "--augment-shift must be at most 7"),
+    ("shift-neg", "--augment-shift must be at least 0"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, base, style_dir, monkeypatch, case, message):
     images, kw = style_dir, {}
@@ -268,6 +296,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, base, style_dir, mon
         kw["row_lr"] = 0.1
     elif case == "row-lr-0":
         kw.update(method="finetune", row_lr=0.0)
+    elif case.startswith("shift-"):
+        kw["augment_shift"] = {"shift-8": 8, "shift-neg": -1}[case]
     out = tmp_path / "concept"
     with pytest.raises(DifflabError, match=message) as e:
         run(images, out, base, **kw)
@@ -279,8 +309,12 @@ def test_cli_personalize_and_bad_name(tmp_path, base, style_dir, capsys):
     out = tmp_path / "c"
     argv = ["digits", "personalize", str(style_dir), "--as", "domain", "--name", "wavy", "--out", str(out),
             "--model", str(base), "--steps", "2", "--batch-size", "4", "--eval-per-digit", "0", "--device", "cpu"]
-    assert main(argv) == 0
+    assert main([*argv, "--augment-shift", "2"]) == 0
     assert "concept 'wavy' (domain, ti, 2 steps" in capsys.readouterr().out
+    assert json.loads((out / "concept.json").read_text())["augment_shift"] == 2
+    shutil.rmtree(out)
+    assert main(argv) == 0
+    capsys.readouterr()
     assert main(argv) == 2 and "not empty" in capsys.readouterr().err  # a second run needs --overwrite
     bad = argv.copy()
     bad[bad.index("wavy")] = "svhn"

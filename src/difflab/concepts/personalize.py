@@ -64,6 +64,7 @@ DEFAULT_LR = {"ti": 3e-2, "lora": 1e-3, "finetune": 2e-5}
 DEFAULT_ROW_LR = {"lora": 3e-2, "finetune": 3e-2}
 DEFAULT_PRIOR = {"ti": 0.0, "lora": 0.25, "finetune": 0.25}
 PRIOR_SIZE = 1000  # recipe images per old domain for prior preservation (the size `digits eval` caches)
+MAX_SHIFT = 7  # --augment-shift: a quarter of the 28-pixel image
 DIGIT_PREFIX = re.compile(r"^(\d)_")
 
 
@@ -82,6 +83,9 @@ class PersonalizeConfig:
     row_lr: float | None = None  # lora/finetune: the new row's own peak rate; None: DEFAULT_ROW_LR
     rank: int = 4  # LoRA rank
     batch_size: int = 32
+    # concept images moved by up to this many whole pixels each draw (0: as given): more distinct images from
+    # 20 (an exact copy of 20 images lacks the style's variety: docs/RESULTS.md §8); old-domain images never
+    augment_shift: int = 0
     prior_weight: float | None = None  # share of each batch from the old domains; None: DEFAULT_PRIOR
     seed: int = 0
     model: str = "teacher"  # the base: teacher or a teacher-type .safetensors (not a distilled student)
@@ -108,6 +112,7 @@ class PersonalizeConfig:
         for name in ("steps", "batch_size", "rank"):
             check_count(name, getattr(self, name))
         check_count("eval_per_digit", self.eval_per_digit, 0)
+        check_count("augment_shift", self.augment_shift, 0, MAX_SHIFT)
         if self.lr is not None:
             check_number("lr", self.lr, 0, 1, low_open=True)
         if self.row_lr is not None:
@@ -222,7 +227,9 @@ def build_model(base, cfg: PersonalizeConfig, g: torch.Generator):
 
 def make_batches(data: ConceptImages, prior, cfg: PersonalizeConfig, model, drops, g: torch.Generator):
     """draw() -> (x0 (B, 3, 28, 28) in [-1, 1], digits (B,), domains (B,)) on the CPU: concept images with
-    their labels, a `prior_share` of old-domain images, then the teacher's condition dropout."""
+    their labels (each shifted by up to cfg.augment_shift pixels), a `prior_share` of old-domain images, then
+    the teacher's condition dropout."""
+    from difflab.data.augment import random_shift
     from difflab.training.common import drop_conditions
 
     c = model.config
@@ -235,7 +242,7 @@ def make_batches(data: ConceptImages, prior, cfg: PersonalizeConfig, model, drop
 
     def draw():
         idx = torch.randint(n, (cfg.batch_size - n_prior,), generator=g)
-        x0, d, m = data.images[idx], digits[idx], domains[idx]
+        x0, d, m = random_shift(data.images[idx], cfg.augment_shift, g), digits[idx], domains[idx]
         if n_prior:
             j = torch.randint(len(prior[0]), (n_prior,), generator=g)
             x0, d, m = torch.cat([x0, prior[0][j]]), torch.cat([d, prior[1][j]]), torch.cat([m, prior[2][j]])
@@ -317,6 +324,7 @@ def _meta(cfg: PersonalizeConfig, data: ConceptImages, model, digest: str, drops
         "domain": cfg.domain, "steps": cfg.steps, "lr": cfg.learning_rate(),
         "row_lr": cfg.row_learning_rate(), "batch_size": cfg.batch_size,
         "rank": cfg.rank if cfg.method == "lora" else None, "prior_weight": cfg.prior_share(), "seed": cfg.seed,
+        "augment_shift": cfg.augment_shift,
         "images": {"count": len(data.images), "folder": str(cfg.images_dir)},
         "base_model": str(cfg.model), "base_sha256": digest, "embedding_dim": int(table.extra.shape[1]),
         "row": {"table": TABLES[cfg.kind], "index": table.base.num_embeddings, "init": "the null row"},

@@ -58,6 +58,9 @@ PERSONALIZE = {
                    "slower weights, as pivotal tuning does", shown="3e-2 (ti: --lr)"),
     "rank": "LoRA rank (--method lora)",
     "batch_size": "images per step",
+    "augment_shift": Flag("move each concept image by a random whole-pixel offset of up to PX along each axis "
+                          "(edges repeated) every time it is drawn: more variety from a few images (0: off)",
+                          metavar="PX"),
     "prior_weight": Flag("share of each batch drawn from the old domains' offline data, against forgetting them "
                          "(lora, finetune; DreamBooth's prior preservation)", shown="lora and finetune 0.25, ti 0"),
     "seed": "random seed: the same seed, images and settings give the same concept",

@@ -1,0 +1,83 @@
+"""Seed-to-seed spread of the digit quality numbers: one model at several guidance scales and generate seeds.
+
+bench_digits.py judges every candidate on the same 1000 images (seed 0). At the accuracy the shipped models
+reach (5-10 mistakes per 1000), one seed cannot tell a 0.995 gate from luck (docs/RESULTS.md §7). This
+runs `digits generate OUT --model M --guidance W --seed S` (1000 images: 50 per digit and domain) and
+`digits eval` for every W and S, and prints per-setting accuracy and Fréchet per domain, their mean over
+the seeds, and at how many seeds both domains reach the accuracy gate.
+
+    .venv/bin/python benchmarks/seed_spread.py --model student --guidance 3 3.5 4 --seeds 0 1 2 3 4 \
+        --out benchmarks/results/seed_spread_student.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator settings
+
+_malloc.ensure()
+
+from difflab.data import DOMAINS  # noqa: E402
+from difflab.digits.evaluate import evaluate  # noqa: E402
+from difflab.digits.generate import GenerateConfig, generate  # noqa: E402
+from difflab.models.digits import load_digit_model  # noqa: E402
+from difflab.runtime import finish_machine, machine  # noqa: E402
+
+GATE = 0.995  # issue 10's and 11's accuracy gate per domain
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="student", help="teacher, student or a .safetensors path")
+    ap.add_argument("--guidance", type=float, nargs="+", default=[3.0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--sampler", default=None, help="generate's --sampler (default: the model's own)")
+    ap.add_argument("--steps", type=int, default=None, help="generate's --steps (default: the model's own)")
+    ap.add_argument("--per-digit", type=int, default=50)
+    ap.add_argument("--work", default="/tmp/seed_spread", help="generated images (replaced per setting)")
+    ap.add_argument("--out", required=True, help="results JSON")
+    args = ap.parse_args(argv)
+    where, t0 = machine(), time.perf_counter()
+    model, schedule, _ = load_digit_model(args.model)
+    results: dict[str, dict] = {}
+    for w in args.guidance:
+        per_seed = {}
+        for seed in args.seeds:
+            cfg = GenerateConfig(per_digit=args.per_digit, model=args.model, guidance=w, seed=seed,
+                                 sampler=args.sampler, steps=args.steps)
+            out = Path(args.work) / f"w{w:g}_s{seed}"
+            shutil.rmtree(out, ignore_errors=True)
+            timing = generate(out, model, schedule, cfg, overwrite=True, progress=False)
+            ev = evaluate(out)
+            per_seed[str(seed)] = {m: {"acc": ev["domains"][m]["acc"], "fd": ev["domains"][m]["fd_generated_vs_real"]}
+                              for m in DOMAINS}
+            per_seed[str(seed)]["generate_s"] = timing["total_s"]
+            print(f"w {w:g} seed {seed}: " + "  ".join(
+                f"{m} {per_seed[str(seed)][m]['acc']:.3f} / {per_seed[str(seed)][m]['fd']:.3f}" for m in DOMAINS),
+                flush=True)
+        mean = {m: {k: statistics.mean(s[m][k] for s in per_seed.values()) for k in ("acc", "fd")} for m in DOMAINS}
+        passing = sum(all(s[m]["acc"] >= GATE for m in DOMAINS) for s in per_seed.values())
+        results[f"{w:g}"] = {"per_seed": per_seed, "mean": mean, "seeds_passing_gate": passing}
+    print(f"\n{args.model}, {len(args.seeds)} seeds of {args.per_digit * 20} images: mean accuracy / Fréchet, "
+          f"seeds with both domains >= {GATE}")
+    for w, r in results.items():
+        print(f"  w {w:>4}: " + "  ".join(f"{m} {r['mean'][m]['acc']:.4f} / {r['mean'][m]['fd']:.3f}" for m in DOMAINS)
+              + f"   {r['seeds_passing_gate']}/{len(args.seeds)} seeds pass")
+    record = {"command": " ".join([".venv/bin/python", *sys.argv]), "model": args.model, "seeds": args.seeds,
+              "per_digit": args.per_digit, "sampler": args.sampler, "steps": args.steps, "gate": GATE,
+              "results": results, "machine": finish_machine(where), "wall_s": time.perf_counter() - t0}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
