@@ -79,3 +79,30 @@ def test_student_cli_default_steps(tmp_path, models, capsys):
     assert main(["digits", "generate", str(out), "--model", str(models[1]), "--per-digit", "1"]) == 0
     assert "ddim 4 steps" in capsys.readouterr().out
     torch.manual_seed(0)
+
+
+def test_default_model_is_the_student_but_the_teacher_for_concepts_reverse_and_sweep(tmp_path, models, capsys,
+                                                                                      monkeypatch):
+    from difflab.cli import build_parser
+    from difflab.digits.cli import _generate_config
+    from difflab.digits.generate import GenerateConfig
+    from difflab.models import digits
+
+    assert GenerateConfig().model_name() == "student"
+    assert GenerateConfig(concepts=("c",)).model_name() == "teacher"
+    assert GenerateConfig(model="teacher").model_name() == "teacher"
+    assert GenerateConfig(model="x.safetensors", concepts=("c",)).model_name() == "x.safetensors"
+    # the shipped names point at the tiny models: which one a bare command loads shows in its output
+    monkeypatch.setitem(digits.SHIPPED, "teacher", models[0])
+    monkeypatch.setitem(digits.SHIPPED, "student", models[1])
+    assert main(["digits", "generate", str(tmp_path / "a"), "--per-digit", "1"]) == 0
+    assert "student model, ddim 4 steps, guidance 3 on digit" in capsys.readouterr().out
+    assert main(["digits", "generate", str(tmp_path / "b"), "--per-digit", "1", "--model", "student"]) == 0
+    capsys.readouterr()
+    first = sorted((tmp_path / "a" / "svhn").iterdir())[0]
+    assert first.read_bytes() == (tmp_path / "b" / "svhn" / first.name).read_bytes()
+    for command, extra in (("reverse", ["OUT.png"]), ("sweep", ["OUT"])):
+        args = build_parser().parse_args(["digits", command, *extra])
+        assert _generate_config(args, f"digits {command}").model == "teacher"
+        args = build_parser().parse_args(["digits", command, *extra, "--model", "student"])
+        assert _generate_config(args, f"digits {command}").model == "student"

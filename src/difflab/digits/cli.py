@@ -7,11 +7,15 @@ torch and the jobs load inside the handlers and `register`.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from difflab.config_args import add_config_args, config_from_args, option_help
 from difflab.errors import DifflabError
 
 SHIPPED_CLASSIFIER = "the shipped one"
+# commands that show the sampling process itself (every timestep; guidance from 0 to 7): they run the
+# teacher unless --model says otherwise (the student jumps in 4 steps and takes guidance 1-5 only)
+STUDIES_THE_PROCESS = ("digits reverse", "digits sweep")
 
 
 def _train(args):
@@ -56,6 +60,8 @@ def _generate_config(args, command: str | None = None):
     if cfg.concepts and command:
         raise DifflabError(f"--concept: `difflab {command}` draws the shipped domains and digits only; use "
                            "`difflab digits generate OUT --concept CONCEPT_DIR`")
+    if cfg.model is None and command in STUDIES_THE_PROCESS:
+        cfg = replace(cfg, model="teacher")
     return cfg
 
 
@@ -63,7 +69,7 @@ def _load_model(cfg):
     """(model, schedule) that `cfg.model` names, with the settings bounded by its T checked."""
     from difflab.models.digits import load_digit_model
 
-    model, schedule, _ = load_digit_model(cfg.model)
+    model, schedule, _ = load_digit_model(cfg.model_name())
     T = schedule.num_train_timesteps
     if cfg.guidance_interval is not None and cfg.guidance_interval[1] >= T:
         lo, hi = cfg.guidance_interval
@@ -87,7 +93,7 @@ def _generate(args, command: str | None = None):
     where = (f"{args.out_dir}/ (concepts: {', '.join(cfg.concepts)})" if cfg.concepts else
              f"{args.out_dir}/{{mnistm,svhn}}/ and grids {args.out_dir}/{{mnistm,svhn}}_grid.png")
     print(f"wrote {t['images']} images to {where} in {t['total_s']:.1f} s "
-          f"(network {t['network_s']:.1f} s, other {t['other_s']:.1f} s; {cfg.model} model, {cfg.sampler} "
+          f"(network {t['network_s']:.1f} s, other {t['other_s']:.1f} s; {cfg.model_name()} model, {cfg.sampler} "
           f"{cfg.steps} steps, guidance {cfg.guidance:g} on {cfg.guide})")
 
 

@@ -17,8 +17,9 @@ from difflab.models.unet import PREDICTIONS
 # difflab.digits.generate.GenerateConfig: `digits generate`, `demo`, `digits reverse`, `digits sweep`
 GENERATE = {
     "per_digit": "images per digit and domain",
-    "model": "'teacher' (CFG), 'student' (distilled: 4 steps, one pass each, ~10x faster, less accurate: "
-             "docs/RESULTS.md) or a digit model .safetensors",
+    "model": Flag("'teacher' (CFG: two passes per step), 'student' (distilled: 4 steps, one pass each, ~10x "
+                  "faster, the teacher's accuracy over 5 seeds: docs/RESULTS.md §7) or a digit model .safetensors",
+                  shown="student; teacher with --concept and for `digits reverse`/`digits sweep`"),
     "guidance": "classifier-free guidance scale w (0: unconditional, 1: conditional, > 1: guided)",
     "steps": Flag("sampler steps", shown="the model's own: student 4, teacher 20"),
     "sampler": Flag("the teacher's sampler (a student runs the DDIM it was distilled for)",

@@ -36,9 +36,11 @@ GENERATE_SAMPLERS = ("ddim", "ddpm", "dpmpp-2m", "unipc")
 @dataclass
 class GenerateConfig:
     per_digit: int = 50
-    # "teacher" (CFG; the default while the distilled student misses the accuracy target: docs/RESULTS.md §7),
-    # "student" (4 steps, one pass each, ~10x faster) or a .safetensors path
-    model: str = "teacher"
+    # "teacher" (CFG: two passes per step, DDIM 20), "student" (distilled: 4 steps, one pass each, ~10x faster;
+    # over 5 seeds at the teacher's accuracy: docs/RESULTS.md §7) or a .safetensors path. None: the student,
+    # but the teacher when concepts are drawn (styles learned on the teacher came out with 3-4x lower Fréchet
+    # distances there than on the student: docs/RESULTS.md §8); `model_name()` says which
+    model: str | None = None
     guidance: float = 3.0  # best accuracy and Fréchet distance of the release model (docs/RESULTS.md)
     steps: int | None = None  # None: the model's own default (student: its distilled steps; teacher: 20)
     sampler: str | None = None  # ddim | ddpm | dpmpp-2m | unipc; None: ddim (a student takes ddim only)
@@ -63,6 +65,12 @@ class GenerateConfig:
         if isinstance(self.concepts, (list, tuple)) and all(isinstance(c, (str, os.PathLike)) for c in self.concepts):
             self.concepts = tuple(str(c) for c in self.concepts)  # a list or Paths from the API: one form
         self.check()
+
+    def model_name(self) -> str:
+        """The model to load: `model`, or its default (the student; the teacher when concepts are drawn)."""
+        if self.model is not None:
+            return self.model
+        return "teacher" if self.concepts else "student"
 
     def check(self) -> None:
         check_count("per_digit", self.per_digit)
