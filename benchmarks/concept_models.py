@@ -13,7 +13,6 @@ bench_personalize does (accuracy and Fréchet distance by the style's or the sym
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator settings
 
 _malloc.ensure()
+
+from _record import command_line, write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.concepts.concept import concept_meta  # noqa: E402
 from difflab.concepts.style_eval import eval_classifier, score_folder  # noqa: E402
@@ -60,10 +61,8 @@ def main(argv=None) -> int:
             print(f"{name:<8} {meta['name']:<10} {meta['method']:<5} acc {s['acc']:.3f}  "
                   f"FD {s['fd_generated_vs_real']:.3f} (real {s['fd_real_vs_real']:.3f})  "
                   f"{rows[-1]['generate_s']:.1f} s", flush=True)
-    record = {"command": " ".join([".venv/bin/python", *sys.argv]), "rows": rows, "machine": finish_machine(where)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    record = {"command": command_line(), "rows": rows, "machine": finish_machine(where)}
+    write_record(args.out, record)
     return 0
 
 

@@ -13,7 +13,6 @@ the seeds, and at how many seeds both domains reach the accuracy gate.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator settings
 
 _malloc.ensure()
+
+from _record import command_line, write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.data import DOMAINS  # noqa: E402
 from difflab.digits.evaluate import evaluate  # noqa: E402
@@ -70,12 +71,10 @@ def main(argv=None) -> int:
     for w, r in results.items():
         print(f"  w {w:>4}: " + "  ".join(f"{m} {r['mean'][m]['acc']:.4f} / {r['mean'][m]['fd']:.3f}" for m in DOMAINS)
               + f"   {r['seeds_passing_gate']}/{len(args.seeds)} seeds pass")
-    record = {"command": " ".join([".venv/bin/python", *sys.argv]), "model": args.model, "seeds": args.seeds,
+    record = {"command": command_line(), "model": args.model, "seeds": args.seeds,
               "per_digit": args.per_digit, "sampler": args.sampler, "steps": args.steps, "gate": GATE,
               "results": results, "machine": finish_machine(where), "wall_s": time.perf_counter() - t0}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(args.out, record)
     return 0
 
 

@@ -21,7 +21,6 @@ Compare with bench_personalize's generated rows (personalize-digits.md, docs/RES
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ _malloc.ensure()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _record import command_line, write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.concepts.style_eval import SYMBOL_CLASS, eval_classifier, real_sets  # noqa: E402
 from difflab.data import to_model_range  # noqa: E402
@@ -100,11 +100,9 @@ def main(argv=None) -> int:
               f"{own['fd_copies_vs_real'] / floor:>6.1f}x {o['mean']:>12.3f} ({o['min']:.3f}-{o['max']:.3f})  "
               + "  ".join(f"{x['fd_copies_vs_real']:>13.3f}" for x in r["larger_sets"])
               + "  " + "  ".join(f"{x['fd_copies_vs_real']:>8.3f}" for x in r["shifted_copies"]))
-    out = {"command": " ".join([".venv/bin/python", *sys.argv]), "machine": finish_machine(where),
+    out = {"command": command_line(), "machine": finish_machine(where),
            "n_generated": N_GENERATED, "rows": rows, "wall_s": time.perf_counter() - t0}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(args.out, out)
     return 0
 
 
