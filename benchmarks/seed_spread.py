@@ -56,13 +56,11 @@ def main(argv=None) -> int:
             out = Path(args.work) / f"w{w:g}_s{seed}"
             shutil.rmtree(out, ignore_errors=True)
             timing = generate(out, model, schedule, cfg, overwrite=True, progress=False)
-            ev = evaluate(out)
-            per_seed[str(seed)] = {m: {"acc": ev["domains"][m]["acc"], "fd": ev["domains"][m]["fd_generated_vs_real"]}
-                              for m in DOMAINS}
-            per_seed[str(seed)]["generate_s"] = timing["total_s"]
-            print(f"w {w:g} seed {seed}: " + "  ".join(
-                f"{m} {per_seed[str(seed)][m]['acc']:.3f} / {per_seed[str(seed)][m]['fd']:.3f}" for m in DOMAINS),
-                flush=True)
+            domains = evaluate(out)["domains"]
+            row = {m: {"acc": domains[m]["acc"], "fd": domains[m]["fd_generated_vs_real"]} for m in DOMAINS}
+            per_seed[str(seed)] = {**row, "generate_s": timing["total_s"]}
+            print(f"w {w:g} seed {seed}: "
+                  + "  ".join(f"{m} {row[m]['acc']:.3f} / {row[m]['fd']:.3f}" for m in DOMAINS), flush=True)
         mean = {m: {k: statistics.mean(s[m][k] for s in per_seed.values()) for k in ("acc", "fd")} for m in DOMAINS}
         passing = sum(all(s[m]["acc"] >= GATE for m in DOMAINS) for s in per_seed.values())
         results[f"{w:g}"] = {"per_seed": per_seed, "mean": mean, "seeds_passing_gate": passing}
