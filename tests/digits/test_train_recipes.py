@@ -1,14 +1,17 @@
 """The recipe-search levers of `digits train` (issue 11): Min-SNR-gamma loss weighting and EMA snapshots."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from difflab.cli import main
+from difflab.diffusion.schedule import NoiseSchedule
 from difflab.errors import DifflabError
 from difflab.io import load_checkpoint
-from difflab.training.common import ema_warmup, inert_decays
+from difflab.training.common import draw_timesteps, ema_warmup, inert_decays
 from difflab.training.config import TrainConfig
 from difflab.training.train import Trainer
 
@@ -66,6 +69,55 @@ def test_min_snr_changes_the_training_but_not_its_randomness(tmp_path):
     pa = torch.cat([p.flatten() for p in a.model.parameters()])
     pb = torch.cat([p.flatten() for p in b.model.parameters()])
     assert not torch.equal(pa, pb)
+
+
+def _linear_log_snr() -> np.ndarray:
+    """log(a_t / (1 - a_t)) of the linear schedule, built here in float64 (independent of the code)."""
+    a_bar = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000, dtype=np.float64))
+    return np.log(a_bar / (1 - a_bar))
+
+
+def test_uniform_timesteps_are_ddpms_randint_draw_for_draw():
+    """The default draws what every earlier run drew (same generator calls), so old runs resume the same."""
+    a_bar = NoiseSchedule().alphas_cumprod
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(draw_timesteps(a_bar, 64, g1), torch.randint(1000, (64,), generator=g2))
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
+def test_log_snr_normal_timesteps_are_the_nearest_level_to_normal_draws():
+    """Each t is the level whose log-SNR is nearest its N(mean, std^2) draw (a brute-force reference on
+    the same draws), and the share of t > 480 matches the normal's probability mass below the midpoint
+    between levels 480 and 481 (20000 draws: 4 binomial sigmas)."""
+    a_bar, lam = NoiseSchedule().alphas_cumprod, _linear_log_snr()
+    g, ref = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    t = draw_timesteps(a_bar, 20000, g, "log-snr-normal", -1.0, 2.5)
+    draws = (-1.0 + 2.5 * torch.randn(20000, generator=ref, dtype=torch.float64)).numpy()
+    nearest = np.abs(lam[None, :] - draws[:, None]).argmin(axis=1)
+    # the code's levels come from the schedule's float32 alpha_bar (1.7e-4 off in lambda): a draw that
+    # close to the midpoint of two levels may take the other one, and only such a draw
+    off = np.nonzero(t.numpy() != nearest)[0]
+    gap = np.abs(lam[t.numpy()[off]] - draws[off]) - np.abs(lam[nearest[off]] - draws[off])
+    assert t.dtype == torch.long and len(off) <= 5 and (gap < 1e-3).all()
+    cut = (lam[480] + lam[481]) / 2
+    p = 0.5 * (1 + math.erf((cut + 1.0) / (2.5 * math.sqrt(2))))  # P(lambda < cut) = P(t > 480)
+    share = (t > 480).double().mean().item()
+    assert abs(share - p) < 4 * math.sqrt(p * (1 - p) / 20000) and 0.25 < p < 0.35  # uniform: 0.519
+    assert t.min() >= 0 and t.max() <= 999
+    again = draw_timesteps(a_bar, 20000, torch.Generator().manual_seed(3), "log-snr-normal", -1.0, 2.5)
+    assert torch.equal(t, again)
+
+
+def test_log_snr_sampling_is_recorded_and_changes_the_training(tmp_path):
+    """Same seed, other timesteps: other weights; the run's metadata names the sampling it used."""
+    a, b = _trainer(tmp_path / "a", steps=2), _trainer(tmp_path / "b", steps=2, timestep_sampling="log-snr-normal")
+    a.fit(progress=False)
+    b.fit(progress=False)
+    pa = torch.cat([p.flatten() for p in a.model.parameters()])
+    pb = torch.cat([p.flatten() for p in b.model.parameters()])
+    assert not torch.equal(pa, pb)
+    _, meta = load_checkpoint(tmp_path / "b" / "ema.safetensors")
+    assert meta["train"]["timestep_sampling"] == "log-snr-normal" and meta["train"]["log_snr_std"] == 2.5
 
 
 def _driven(tr, seconds_per_step=10.0, start=0.0):
@@ -169,6 +221,8 @@ def test_cli_extra_emas_are_written_and_overwrite_drops_them(tmp_path, capsys):
 
 @pytest.mark.parametrize("field, value, message", [
     ("loss_weighting", "snr", "unknown --loss-weighting 'snr'"), ("min_snr_gamma", 0.0, "--min-snr-gamma"),
+    ("timestep_sampling", "lognormal", "unknown --timestep-sampling 'lognormal'"),
+    ("log_snr_std", 0.0, "--log-snr-std"), ("log_snr_mean", float("nan"), "--log-snr-mean"),
     ("snapshot_minutes", 0.0, "--snapshot-minutes"), ("snapshot_minutes", float("inf"), "--snapshot-minutes"),
     ("extra_ema_decays", (1.0,), r"--extra-ema-decays must be in \[0, 1\)"),
     ("extra_ema_decays", (0.999,), "must differ from each other and from --ema-decay 0.999"),
@@ -180,7 +234,8 @@ def test_config_refuses_bad_recipe_settings(field, value, message):
 
 
 @pytest.mark.parametrize("flags", [["--loss-weighting", "snr"], ["--min-snr-gamma", "-1"],
-                                   ["--snapshot-minutes", "nan"]])
+                                   ["--snapshot-minutes", "nan"], ["--log-snr-std", "-2"],
+                                   ["--timestep-sampling", "edm"]])
 def test_cli_bad_recipe_flags_are_one_line(tmp_path, capsys, flags):
     try:
         rc = main(["digits", "train", "--out-dir", str(tmp_path / "run"), *flags])

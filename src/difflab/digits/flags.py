@@ -13,6 +13,7 @@ from difflab.diffusion.sampling import parse_guidance_interval
 from difflab.diffusion.schedule import BETA_SCHEDULES
 from difflab.digits.generate import GENERATE_SAMPLERS
 from difflab.models.unet import PREDICTIONS
+from difflab.training.common import TIMESTEP_SAMPLINGS
 
 # difflab.digits.generate.GenerateConfig: `digits generate`, `demo`, `digits reverse`, `digits sweep`
 GENERATE = {
@@ -109,6 +110,11 @@ TRAIN = {
     "loss_weighting": Flag("eps: DDPM's plain epsilon MSE; min-snr: Min-SNR-gamma weights min(SNR, gamma) / SNR "
                            "(Hang et al. 2023; docs/RESULTS.md's recipe search)", choices=("eps", "min-snr")),
     "min_snr_gamma": "gamma of --loss-weighting min-snr",
+    "timestep_sampling": Flag("which timesteps training draws: uniform (DDPM), or log-snr-normal: a log-SNR from "
+                              "N(--log-snr-mean, --log-snr-std^2), mapped to the nearest timestep (fewer draws "
+                              "where x_t is nearly pure noise)", choices=TIMESTEP_SAMPLINGS),
+    "log_snr_mean": "mean of --timestep-sampling log-snr-normal's log-SNR (the linear schedule spans -10.1 to 9.2)",
+    "log_snr_std": "standard deviation of --timestep-sampling log-snr-normal's log-SNR",
     "extra_ema_decays": Flag("more EMA decays kept beside --ema-decay in the same run, each written as "
                              "OUT/emas/ema_{D}.safetensors (what a run with --ema-decay D saves)", nargs="*",
                              metavar="D", shown="none"),

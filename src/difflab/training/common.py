@@ -67,6 +67,29 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
         be.copy_(b)
 
 
+TIMESTEP_SAMPLINGS = ("uniform", "log-snr-normal")
+
+
+def draw_timesteps(alphas_cumprod: torch.Tensor, n: int, g: torch.Generator, kind: str = "uniform",
+                   mean: float = -1.0, std: float = 2.5) -> torch.Tensor:
+    """n training timesteps (n,) long in [0, T) for a schedule's alphas_cumprod (T,).
+
+    "uniform": t ~ U{0..T-1} (DDPM). "log-snr-normal": a log-SNR lambda ~ N(mean, std^2), then the t whose
+    lambda_t = log(a_t / (1 - a_t)) is nearest (the ends take the tails). Why: with the linear schedule half
+    of the uniform draws land at SNR < 0.1 (t > 480), where x_t is nearly pure noise and the epsilon target
+    is nearly x_t itself; a normal in lambda moves training to the middle levels where a digit's shape is
+    decided (Karras et al. 2022 sample log sigma = -lambda / 2 from a normal; Esser et al. 2024's
+    logit-normal(0, 1) is lambda ~ N(0, 2^2)). The default N(-1, 2.5^2) keeps about 31 % of the draws at
+    t > 480 (uniform: 52 %; N(0, 2^2): 13 %, and under 4 % at t > 600, which a 20-step sampler visits 8 times).
+    """
+    if kind == "uniform":
+        return torch.randint(len(alphas_cumprod), (n,), generator=g)
+    a = alphas_cumprod.double()
+    log_snr = torch.log(a / (1 - a))  # (T,), decreasing in t
+    draws = mean + std * torch.randn(n, generator=g, dtype=torch.float64)
+    return (log_snr[None, :] - draws[:, None]).abs().argmin(dim=1)
+
+
 def drop_conditions(digits, domains, g: torch.Generator, cfg, null_digit=10, null_domain=2):
     """Replace labels by the null token for CFG training (Ho & Salimans 2022): digits, domains (B,) long;
     `cfg`: any config with the rates drop_both, drop_digit, drop_domain (TrainConfig)."""

@@ -15,6 +15,7 @@ from difflab.device import check_device
 from difflab.diffusion.schedule import BETA_SCHEDULES
 from difflab.errors import DifflabError
 from difflab.models.unet import UNetConfig
+from difflab.training.common import TIMESTEP_SAMPLINGS
 
 
 @dataclass
@@ -52,6 +53,11 @@ class TrainConfig:
     # (Hang et al. 2023, Min-SNR-gamma: low-noise steps, whose gradients fight the others', count less)
     loss_weighting: str = "eps"
     min_snr_gamma: float = 5.0
+    # which timesteps a batch trains on: "uniform" (DDPM), or "log-snr-normal": log-SNR ~ N(mean, std^2)
+    # mapped to the nearest t (training/common.draw_timesteps says why and what the defaults keep)
+    timestep_sampling: str = "uniform"
+    log_snr_mean: float = -1.0
+    log_snr_std: float = 2.5
     # every this many minutes of run time, also keep the EMA weights as OUT/snapshots/ema_{M}min.safetensors
     # (a time-to-quality curve from one run; docs/RESULTS.md)
     snapshot_minutes: float | None = None
@@ -83,6 +89,11 @@ class TrainConfig:
         if self.loss_weighting not in ("eps", "min-snr"):
             raise DifflabError(f"unknown --loss-weighting {self.loss_weighting!r} (eps or min-snr)")
         check_number("min_snr_gamma", self.min_snr_gamma, 0, 1e6, low_open=True)  # above max SNR (1e4): eps
+        if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise DifflabError(f"unknown --timestep-sampling {self.timestep_sampling!r} "
+                               f"(choose from {', '.join(TIMESTEP_SAMPLINGS)})")
+        check_number("log_snr_mean", self.log_snr_mean, -30, 30)  # the linear schedule spans -10.1 to 9.2
+        check_number("log_snr_std", self.log_snr_std, 0, 30, low_open=True)
         if self.snapshot_minutes is not None:
             check_number("snapshot_minutes", self.snapshot_minutes, 0, 7 * 24 * 60, low_open=True)
         if self.schedule not in BETA_SCHEDULES:

@@ -48,6 +48,7 @@ from difflab.models.digits import TRAIN_KIND, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet, UNetConfig
 from difflab.training.common import (
+    draw_timesteps,
     drop_conditions,
     flatten_optimizer,
     lr_at,
@@ -133,7 +134,8 @@ class Trainer:
         idx = torch.randint(len(self.images), (B,), generator=g)
         x0 = self.images[idx].to(dev).float().div(127.5).sub(1.0)  # uint8 over the bus: 4x less to copy
         digits, domains = drop_conditions(self.digits[idx], self.domains[idx], g, cfg)
-        t = torch.randint(self.schedule.num_train_timesteps, (B,), generator=g)
+        t = draw_timesteps(self.schedule.alphas_cumprod, B, g, cfg.timestep_sampling, cfg.log_snr_mean,
+                           cfg.log_snr_std)
         noise = torch.randn(x0.shape, generator=g)
         digits, domains, t, noise = digits.to(dev), domains.to(dev), t.to(dev), noise.to(dev)
         x_t = self.schedule.q_sample(x0, t, noise)
