@@ -11,8 +11,11 @@ def command_line() -> str:
     return " ".join([".venv/bin/python", *sys.argv])
 
 
-def write_record(path, record: dict) -> None:
-    """Write `record` as indented JSON to `path` (folders made), never leaving a half-written file."""
+def write_record(path, record: dict, say: bool = True) -> None:
+    """Write `record` as indented JSON to `path` (folders made), never leaving a half-written file: a
+    benchmark killed while writing keeps its previous record. Values JSON lacks (paths) are written as
+    str; `say`: print where it went."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {path}")
+        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    if say:
+        print(f"wrote {path}")

@@ -12,7 +12,6 @@ Writes benchmarks/results/clip.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ _malloc.ensure()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 from PIL import Image  # noqa: E402
 
 from difflab.clip.prompts import ENSEMBLE, SINGLE, class_embeddings  # noqa: E402
@@ -107,11 +107,7 @@ def main() -> None:
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
     print(f"\nmachine: {info}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "clip_zeroshot_throughput", "machine": info, "rows": rows},
-                              indent=2) + "\n")
-    print(f"wrote {out}")
+    write_record(args.out, {"benchmark": "clip_zeroshot_throughput", "machine": info, "rows": rows})
 
 
 if __name__ == "__main__":

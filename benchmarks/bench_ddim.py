@@ -29,6 +29,7 @@ import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator se
 _malloc.ensure()
 
 import torch  # noqa: E402
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.diffusion.sampling import DDIMSampler, cfg_eps_fn  # noqa: E402
 from difflab.diffusion.schedule import NoiseSchedule  # noqa: E402
@@ -256,11 +257,10 @@ def main() -> None:
                                for w in (1.0, 3.0)}
         result["inversion"]["machine"] = finish_machine(m)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.is_file() and skip:  # a partial run updates its parts and keeps the others
         result = {**json.loads(out.read_text()), **result}
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nmachine: {finish_machine(m)}\nwrote {out}")
+    print(f"\nmachine: {finish_machine(m)}")
+    write_record(out, result)
 
 
 if __name__ == "__main__":

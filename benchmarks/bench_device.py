@@ -27,6 +27,7 @@ import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator se
 _malloc.ensure()
 
 import torch  # noqa: E402
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.device import autocast_dtype, cuda_count, dist_env, resolve_device, sync  # noqa: E402
 from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E402
@@ -41,8 +42,7 @@ def record(entry: dict) -> None:
     data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"entries": []}
     key = (entry["what"], entry["device"], entry["processes"])
     data["entries"] = [e for e in data["entries"] if (e["what"], e["device"], e["processes"]) != key] + [entry]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(data, indent=2))
+    write_record(RESULTS, data, say=False)
 
 
 def time_generate(model_name: str, device: str, images: int) -> dict:

@@ -15,7 +15,6 @@ script re-executes with the same values as environment variables so imports happ
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -25,6 +24,8 @@ from pathlib import Path
 import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator settings
 
 _malloc.ensure()
+
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.digits.evaluate import evaluate  # noqa: E402
 from difflab.digits.generate import GenerateConfig, RowCounter, generate, resolve  # noqa: E402
@@ -93,9 +94,7 @@ def main() -> None:
            "malloc": {k: os.environ.get(k) for k in _malloc.MALLOC}, "per_digit": args.per_digit,
            "guidance": args.guidance, "runs": args.runs, "baseline": base, "candidates": rows}
     _print_table(info, args, rows)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2, default=str))
-    print(f"\nwrote {args.out}")
+    write_record(args.out, out)
 
 
 def _print_table(info: dict, args, rows: list[dict]) -> None:

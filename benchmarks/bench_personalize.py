@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import shlex
 import sys
@@ -39,6 +38,7 @@ import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator se
 _malloc.ensure()
 
 import numpy as np  # noqa: E402
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.concepts.personalize import PersonalizeConfig, personalize  # noqa: E402
 from difflab.concepts.style_eval import EvalClassifierConfig, eval_classifier, score_folder  # noqa: E402
@@ -301,9 +301,8 @@ def main() -> None:
            "baselines": base_rows(targets, work, args, base, clfs), "targets": out_targets, "runs": runs,
            "malloc": {k: os.environ.get(k) for k in _malloc.MALLOC}, "machine": finish_machine(info)}
     print_table(out)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2, default=str) + "\n")
-    print(f"\nwrote {args.out} and {grids}/")
+    write_record(args.out, out)
+    print(f"grids: {grids}/")
 
 
 if __name__ == "__main__":

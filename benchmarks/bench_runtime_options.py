@@ -10,7 +10,6 @@ separately (first call) and reported, since a user pays it on every run. Adopt o
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -21,6 +20,7 @@ import _malloc
 _malloc.ensure()
 
 import torch  # noqa: E402
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E402
 from difflab.models.digits import load_digit_model  # noqa: E402
@@ -76,10 +76,7 @@ def main() -> None:
     print(f"{'option':<36} {'median s':>9} {'vs eager 2 thr':>15} {'one-off s':>10}")
     for r in rows:
         print(f"{r['option']:<36} {r['median_s']:>9.2f} {r['speedup']:>14.2f}x {r['prepare_s']:>10.1f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": info, "model": args.model, "rows": rows,
-                                          "compile_first_run_s": compile_s}, indent=2))
-    print(f"wrote {args.out}")
+    write_record(args.out, {"machine": info, "model": args.model, "rows": rows, "compile_first_run_s": compile_s})
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator se
 _malloc.ensure()
 
 import torch  # noqa: E402
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.runtime import finish_machine, machine  # noqa: E402
 
@@ -174,10 +175,8 @@ def main() -> None:
                   f"{tr['peak_rss_gib']:8.2f} / {ge['peak_rss_gib']:.2f}")
     print(f"\nSD-v1.5 FLOPs (TFLOP): {flops}")
     print(f"estimates: {json.dumps(est, indent=1)}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": info, "note": args.note, "results": results,
-                                          "tflop": flops, "estimates": est}, indent=2))
-    print(f"wrote {args.out}")
+    write_record(args.out, {"machine": info, "note": args.note, "results": results, "tflop": flops,
+                            "estimates": est})
 
 
 def estimates(results: dict, flops: dict) -> dict:

@@ -26,6 +26,8 @@ import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator se
 
 _malloc.ensure()
 
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
+
 from difflab.digits.info import checkpoint_info  # noqa: E402
 from difflab.digits.quality import plot_time_to_quality, quality_point, run_record  # noqa: E402
 from difflab.models.digits import model_path  # noqa: E402
@@ -181,19 +183,18 @@ def main() -> None:
         if not args.eval_only:
             train_row(root, name, ROWS[name][1], args.budget, args.snapshot)
         evaluate_row(root, name, args.per_digit, cache)  # right away: a crash later keeps these scores
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({**old, "cache": cache}, indent=2))
+        write_record(out, {**old, "cache": cache}, say=False)
     rows = [r for r in (evaluate_row(root, n, args.per_digit, cache) for n in ROWS) if r is not None]
     print_table(rows, args.budget, args.per_digit)
     result = {"machine": finish_machine(info), "budget_min": args.budget, "snapshot_min": args.snapshot,
               "per_digit": args.per_digit, "evaluation": "digits generate defaults (DDIM 20, guidance 3, seed 0) + "
               "digits eval", "rows": rows, "cache": cache}
-    out.write_text(json.dumps(result, indent=2))
+    write_record(out, result, say=False)
     plot_time_to_quality({r["name"]: r["curve"] for r in rows}, args.plot)
     print(f"\nwrote {out} and {args.plot}")
     if args.release:
         result["old_vs_new"] = old_vs_new([Path(r) for r in args.release], rows, args.per_digit, cache)
-        out.write_text(json.dumps(result, indent=2))
+        write_record(out, result, say=False)
         plot_time_to_quality(result["old_vs_new"], args.release_plot,
                              f"old recipe vs the release runs ({10 * args.per_digit} images per domain per point)")
         print(f"wrote {args.release_plot}")

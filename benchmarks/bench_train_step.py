@@ -10,16 +10,15 @@ perf_counter. Median of the steps after the warm-up ones. Prints a table, writes
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator settings
 
 _malloc.ensure()
 
 import torch  # noqa: E402
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.device import autocast  # noqa: E402
 from difflab.models.unet import ConditionalUNet, UNetConfig  # noqa: E402
@@ -70,11 +69,8 @@ def main() -> None:
         s, params = step_seconds(UNetConfig(**kw), args.batch_size, args.steps, args.warmup)
         rows.append({"network": name, "unet": kw, "s_per_step": s, "parameters": params})
         print(f"{name:<44} {s * 1000:8.1f} {params / 1e6:10.2f}M", flush=True)
-    out = Path(args.out)
-    out.write_text(json.dumps({"machine": finish_machine(info), "batch_size": args.batch_size,
-                               "steps": args.steps, "warmup": args.warmup, "rows": rows}, indent=2,
-                              default=list))
-    print(f"wrote {out}")
+    write_record(args.out, {"machine": finish_machine(info), "batch_size": args.batch_size, "steps": args.steps,
+                            "warmup": args.warmup, "rows": rows})
 
 
 if __name__ == "__main__":

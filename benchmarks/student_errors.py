@@ -23,6 +23,7 @@ import _malloc
 _malloc.ensure()
 
 import torch  # noqa: E402
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.digits.evaluate import evaluate  # noqa: E402
 from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E402
@@ -101,9 +102,7 @@ def main() -> None:
         print(json.dumps(row, indent=1), flush=True)
     out = {"machine": finish_machine(info), "grid": grid, "held_out": args.held_out, "seed": args.seed,
            "students": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
-    print(f"wrote {args.out}")
+    write_record(args.out, out)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ ALLOWED = {
     ("digits train", "--drop-digit"): {"0"},
     ("digits train", "--drop-domain"): {"0"},
     ("digits train", "--attention-levels"): {"0"},  # attention at the first level
+    ("digits train", "--log-snr-mean"): {"0", "-1"},  # a log-SNR: any sign (the linear schedule: -10.1 to 9.2)
     ("digits personalize", "--eval-per-digit"): {"0"},  # 0 skips the retained-accuracy check
     ("digits personalize", "--augment-shift"): {"0"},  # 0: no augmentation
     ("digits personalize", "--prior-weight"): {"0"},  # 0: no old-domain images in the batches

@@ -17,8 +17,8 @@ from .conftest import TINY
 
 
 def _cfg(out, steps, **kw):
-    return TrainConfig(out_dir=str(out), steps=steps, batch_size=8, train_size=40, unet=TINY, ckpt_every=3,
-                       bf16=False, warmup_steps=2, **kw)
+    kw = {"batch_size": 8, "train_size": 40, "unet": TINY, "ckpt_every": 3, "bf16": False, "warmup_steps": 2, **kw}
+    return TrainConfig(out_dir=str(out), steps=steps, **kw)
 
 
 def _params(model):
@@ -52,6 +52,50 @@ def test_resume_from_other_config_is_refused(tmp_path):
     other.unet = type(TINY)(base_channels=8, channel_mults=(1, 2), num_res_blocks=1)
     with pytest.raises(DifflabError, match="another model config"):
         train(other, resume="latest", progress=False)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lr": 2e-3}, "--lr: the run has 0.0005, this resume asks for 0.002"),
+    ({"loss_weighting": "min-snr"}, "--loss-weighting: the run has 'eps', this resume asks for 'min-snr'"),
+    ({"seed": 1}, "--seed: the run has 0, this resume asks for 1"),
+    ({"time_budget": 5.0}, "--time-budget: the run has None, this resume asks for 5.0"),
+    ({"timestep_sampling": "log-snr-normal"}, "--timestep-sampling: the run has 'uniform'"),
+])
+def test_resume_with_another_recipe_names_the_field_and_changes_nothing(tmp_path, change, message):
+    """A resume continues one curve: a setting that shapes it must be the run's (named in the error);
+    where and how often it writes, the device and --steps may change (the resumes above: more steps)."""
+    train(_cfg(tmp_path, 3), progress=False)
+    before = {f: (tmp_path / f).read_bytes() for f in ("checkpoint.safetensors", "ema.safetensors")}
+    with pytest.raises(DifflabError, match="checkpoint.safetensors: " + message):
+        train(_cfg(tmp_path, 6, **change), resume="latest", progress=False)
+    assert {f: (tmp_path / f).read_bytes() for f in before} == before
+    resumed = train(_cfg(tmp_path, 6, ckpt_every=2, log_every=7), resume="latest", progress=False)
+    assert resumed.step == 6
+
+
+def test_resume_of_a_record_without_newer_fields_takes_their_defaults(tmp_path):
+    """A checkpoint written before a setting existed was trained at its default: resuming it with the
+    default goes on, asking for anything else is refused (the error names the field)."""
+    from difflab.io import save_checkpoint
+
+    train(_cfg(tmp_path, 3), progress=False)
+    tensors, meta = load_checkpoint(tmp_path / "checkpoint.safetensors")
+    for key in ("loss_weighting", "min_snr_gamma", "timestep_sampling", "log_snr_mean", "log_snr_std"):
+        del meta["train"][key]
+    save_checkpoint(tmp_path / "checkpoint.safetensors", tensors, meta)
+    with pytest.raises(DifflabError, match="--log-snr-std: the run has 2.5, this resume asks for 1.0"):
+        train(_cfg(tmp_path, 5, log_snr_std=1.0), resume="latest", progress=False)
+    assert train(_cfg(tmp_path, 5), resume="latest", progress=False).step == 5
+
+
+def test_cli_resume_with_another_recipe_is_one_line(tmp_path, capsys):
+    args = ["digits", "train", "--out-dir", str(tmp_path), "--steps", "2", "--batch-size", "4", "--train-size",
+            "20", "--base-channels", "16", "--channel-mults", "1", "2", "--num-res-blocks", "1", "--no-bf16"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args[:5], "3", *args[6:], "--batch-size", "8", "--resume", "latest"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--batch-size: the run has 4, this resume asks for 8" in err[0]
 
 
 def test_loading_weights_into_other_config_names_the_problem(tmp_path):

@@ -83,11 +83,13 @@ def _generate(args, command: str | None = None):
     from difflab.digits.generate import generate, resolve
 
     cfg = _generate_config(args, command)
-    if cfg.concepts:  # a broken concept folder is refused before the model loads
-        from difflab.concepts.concept import load_concepts
+    if cfg.concepts:  # a broken concept folder is refused before the model loads; its files are read once
+        from difflab.concepts.concept import apply_concepts, load_concepts
 
-        load_concepts(cfg.concepts)
+        concepts = load_concepts(cfg.concepts)
     model, schedule = _load_model(cfg)
+    if cfg.concepts:  # generate() takes a model that carries exactly these concepts as it is
+        model = apply_concepts(model, concepts)
     cfg = resolve(cfg, model)
     t = generate(args.out_dir, model, schedule, cfg, overwrite=args.overwrite)
     where = (f"{args.out_dir}/ (concepts: {', '.join(cfg.concepts)})" if cfg.concepts else

@@ -101,6 +101,31 @@ class TrainConfig:
         check_device(self.device)
 
 
+# what a `--resume` may set anew: where and how often the run writes, its device, and --steps (a run is
+# extended by resuming with more); every other field shapes the curve, so a resume must repeat it
+RESUME_MAY_CHANGE = ("out_dir", "steps", "ckpt_every", "log_every", "snapshot_minutes", "device")
+
+
+def resume_conflict(saved: dict, cfg: TrainConfig) -> str | None:
+    """The first setting of `cfg` that differs from the run's `saved` train record (a checkpoint's
+    meta["train"]), as "--flag: the run has X, this resume asks for Y (...)"; None when they agree. A field the
+    record lacks (written before the field existed) counts as its default, which is what that run used."""
+    defaults = TrainConfig()
+    for key in cfg.__dataclass_fields__:
+        if key in RESUME_MAY_CHANGE or key == "unet":  # the network is compared (and named) by the trainer
+            continue
+        want = getattr(cfg, key)
+        was = saved.get(key, getattr(defaults, key))
+        if isinstance(want, tuple):  # JSON gives lists
+            was = tuple(was)
+        if was != want:
+            flag = "--" + key.replace("_", "-")
+            may = ", ".join("--" + k.replace("_", "-") for k in RESUME_MAY_CHANGE)
+            return (f"{flag}: the run has {was!r}, this resume asks for {want!r} (a resume continues the same "
+                    f"curve; only {may} may change)")
+    return None
+
+
 # the files a run writes into its --out-dir; an existing one is never replaced without --resume/--overwrite,
 # and other files there are never touched (scripts/train_release.sh keeps its classifiers in the folder)
 RUN_FILES = ("checkpoint.safetensors", "ema.safetensors", "snapshots", "emas")

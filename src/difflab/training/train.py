@@ -63,6 +63,7 @@ from difflab.training.config import (
     TrainConfig,
     extra_ema_dir,
     extra_ema_path,
+    resume_conflict,
     snapshot_dir,
     snapshot_path,
 )
@@ -251,6 +252,8 @@ class Trainer:
         if saved != self.cfg.extra_ema_decays:  # refused with the other config checks, before any state moves
             raise DifflabError(f"{path}: the run tracks --extra-ema-decays {list(saved)}, this resume asks for "
                                f"{list(self.cfg.extra_ema_decays)} (an EMA cannot start half-way)")
+        if conflict := resume_conflict(meta.get("train", {}), self.cfg):  # another recipe is another run
+            raise DifflabError(f"{path}: {conflict}")
         load_state_strict(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
         load_state_strict(self.ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
         for i, ema in enumerate(self.extra_emas):
