@@ -50,7 +50,8 @@ def test_resume_from_other_config_is_refused(tmp_path):
     train(_cfg(tmp_path, 3), progress=False)
     other = _cfg(tmp_path, 6)
     other.unet = type(TINY)(base_channels=8, channel_mults=(1, 2), num_res_blocks=1)
-    with pytest.raises(DifflabError, match="another model config"):
+    with pytest.raises(DifflabError, match="another model config .--base-channels: the run has 16, this run asks "
+                                           "for 8"):
         train(other, resume="latest", progress=False)
 
 

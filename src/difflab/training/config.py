@@ -106,24 +106,33 @@ class TrainConfig:
 RESUME_MAY_CHANGE = ("out_dir", "steps", "ckpt_every", "log_every", "snapshot_minutes", "device")
 
 
-def resume_conflict(saved: dict, cfg: TrainConfig) -> str | None:
-    """The first setting of `cfg` that differs from the run's `saved` train record (a checkpoint's
-    meta["train"]), as "--flag: the run has X, this resume asks for Y (...)"; None when they agree. A field the
-    record lacks (written before the field existed) counts as its default, which is what that run used."""
-    defaults = TrainConfig()
-    for key in cfg.__dataclass_fields__:
-        if key in RESUME_MAY_CHANGE or key == "unet":  # the network is compared (and named) by the trainer
-            continue
+def first_difference(saved: dict, cfg, skip=()) -> tuple[str, object, object] | None:
+    """(field, saved value, cfg's value) of the first field of dataclass `cfg` (those in `skip` aside) whose
+    value differs from the `saved` record (a checkpoint's JSON of such a config), or None. A field the record
+    lacks (written before the field existed) counts as its default, which is what that run used; JSON lists
+    compare as tuples."""
+    defaults = type(cfg)()
+    for key in (k for k in cfg.__dataclass_fields__ if k not in skip):
         want = getattr(cfg, key)
         was = saved.get(key, getattr(defaults, key))
-        if isinstance(want, tuple):  # JSON gives lists
+        if isinstance(want, tuple) and isinstance(was, list):
             was = tuple(was)
         if was != want:
-            flag = "--" + key.replace("_", "-")
-            may = ", ".join("--" + k.replace("_", "-") for k in RESUME_MAY_CHANGE)
-            return (f"{flag}: the run has {was!r}, this resume asks for {want!r} (a resume continues the same "
-                    f"curve; only {may} may change)")
+            return key, was, want
     return None
+
+
+def resume_conflict(saved: dict, cfg: TrainConfig) -> str | None:
+    """What keeps `cfg` from resuming the run whose train record is `saved` (a checkpoint's meta["train"]),
+    as "--flag: the run has X, this resume asks for Y (...)", or None. The network (`unet`) is compared by
+    the trainer against the checkpoint's own "unet" record."""
+    diff = first_difference(saved, cfg, skip=RESUME_MAY_CHANGE + ("unet",))
+    if diff is None:
+        return None
+    key, was, want = diff
+    may = ", ".join("--" + k.replace("_", "-") for k in RESUME_MAY_CHANGE)
+    return (f"--{key.replace('_', '-')}: the run has {was!r}, this resume asks for {want!r} (a resume continues "
+            f"the same curve; only {may} may change)")
 
 
 # the files a run writes into its --out-dir; an existing one is never replaced without --resume/--overwrite,

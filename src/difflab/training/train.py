@@ -46,7 +46,7 @@ from difflab.errors import DifflabError
 from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
 from difflab.models.digits import TRAIN_KIND, save_digit_model
 from difflab.models.state import load_state_strict
-from difflab.models.unet import ConditionalUNet, UNetConfig
+from difflab.models.unet import ConditionalUNet
 from difflab.training.common import (
     draw_timesteps,
     drop_conditions,
@@ -63,6 +63,7 @@ from difflab.training.config import (
     TrainConfig,
     extra_ema_dir,
     extra_ema_path,
+    first_difference,
     resume_conflict,
     snapshot_dir,
     snapshot_path,
@@ -244,8 +245,9 @@ class Trainer:
         tensors, meta = self._read_on_rank0(path)
         if meta.get("kind") != TRAIN_KIND:
             raise DifflabError(f"{path}: not a difflab training checkpoint")
-        if UNetConfig.from_dict(meta.get("unet", {})) != self.cfg.unet:
-            raise DifflabError(f"{path}: checkpoint is from another model config ({meta.get('unet')})")
+        if diff := first_difference(meta.get("unet", {}), self.cfg.unet):
+            raise DifflabError(f"{path}: checkpoint is from another model config (--{diff[0].replace('_', '-')}: "
+                               f"the run has {diff[1]!r}, this run asks for {diff[2]!r})")
         if meta.get("world_size", 1) != self.world:
             raise DifflabError(f"{path}: saved with {meta.get('world_size')} processes, resuming with {self.world}")
         saved = tuple(meta.get("train", {}).get("extra_ema_decays", ()))
