@@ -18,7 +18,9 @@
 # with SEED=2, 0.994 / 0.990 — over five generate seeds 0.9888 / 0.9884 against the teacher's 0.9924 / 0.9932 — with
 # this recipe; 0.994 / 0.976 with it at batch 32; 0.986 / 0.990 with "--channel-mults 1 2 2" added, the best
 # 15-minute row, at higher Fréchet distances; 0.984 / 0.982 with "--schedule cosine" added: docs/RESULTS.md §9).
-# This recipe has the lowest Fréchet distances of the six.
+# With "--timestep-sampling log-snr-normal" added (seeds 0 and 2): 0.994 / 0.990 and 0.990 / 0.994, over five
+# generate seeds 0.9956 / 0.9928 and 0.9948 / 0.9924 (the teacher's accuracy) but Fréchet 1.28-1.38x the teacher's.
+# This recipe has the lowest Fréchet distances of the eight.
 # A run that was interrupted continues with --resume latest (its record then says legs 2: not one curve).
 # After shipping a new teacher, re-distil the student: scripts/distill_release.sh.
 set -euo pipefail
