@@ -30,6 +30,12 @@ def _trainer(out, steps=7, **kw):
     return Trainer(cfg, _data())
 
 
+def _linear_snr() -> np.ndarray:
+    """SNR_t = a_t / (1 - a_t) (T,) of the linear schedule, built here in float64 (independent of the code)."""
+    a_bar = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000, dtype=np.float64))
+    return a_bar / (1 - a_bar)
+
+
 def test_min_snr_loss_is_the_papers_weighting(tmp_path):
     """min(SNR_t, gamma) / SNR_t per sample, from alpha_bar computed here in float64: 1 at high noise,
     gamma / SNR_t at low noise, and the plain epsilon MSE when gamma exceeds every SNR."""
@@ -37,9 +43,7 @@ def test_min_snr_loss_is_the_papers_weighting(tmp_path):
     g = torch.Generator().manual_seed(1)
     pred, noise = torch.randn(4, 3, 28, 28, generator=g), torch.randn(4, 3, 28, 28, generator=g)
     t = torch.tensor([0, 50, 400, 999])
-    betas = np.linspace(1e-4, 0.02, 1000, dtype=np.float64)  # the linear schedule, built independently
-    a_bar = np.cumprod(1 - betas)[t.numpy()]
-    snr = a_bar / (1 - a_bar)
+    snr = _linear_snr()[t.numpy()]
     weight = np.minimum(snr, 5.0) / snr
     assert weight[-1] == 1.0 and weight[0] == pytest.approx(5.0 / snr[0]) and weight[0] < 1e-3
     per_sample = ((pred - noise) ** 2).mean(dim=(1, 2, 3)).double().numpy()
@@ -71,12 +75,6 @@ def test_min_snr_changes_the_training_but_not_its_randomness(tmp_path):
     assert not torch.equal(pa, pb)
 
 
-def _linear_log_snr() -> np.ndarray:
-    """log(a_t / (1 - a_t)) of the linear schedule, built here in float64 (independent of the code)."""
-    a_bar = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000, dtype=np.float64))
-    return np.log(a_bar / (1 - a_bar))
-
-
 def test_uniform_timesteps_are_ddpms_randint_draw_for_draw():
     """The default draws what every earlier run drew (same generator calls), so old runs resume the same."""
     a_bar = NoiseSchedule().alphas_cumprod
@@ -89,7 +87,7 @@ def test_log_snr_normal_timesteps_are_the_nearest_level_to_normal_draws():
     """Each t is the level whose log-SNR is nearest its N(mean, std^2) draw (a brute-force reference on
     the same draws), and the share of t > 480 matches the normal's probability mass below the midpoint
     between levels 480 and 481 (20000 draws: 4 binomial sigmas)."""
-    a_bar, lam = NoiseSchedule().alphas_cumprod, _linear_log_snr()
+    a_bar, lam = NoiseSchedule().alphas_cumprod, np.log(_linear_snr())
     g, ref = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     t = draw_timesteps(a_bar, 20000, g, "log-snr-normal", -1.0, 2.5)
     draws = (-1.0 + 2.5 * torch.randn(20000, generator=ref, dtype=torch.float64)).numpy()
