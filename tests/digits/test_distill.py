@@ -10,7 +10,7 @@ from PIL import Image
 from difflab.diffusion.schedule import NoiseSchedule
 from difflab.digits.generate import GenerateConfig, generate, resolve, sample_chunks
 from difflab.errors import DifflabError
-from difflab.io import inplace_output_dir
+from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
 from difflab.models.digits import DEFAULT_MODEL, STUDENT_MODEL, load_digit_model, model_path
 from difflab.training.distill import (
     DistillConfig,
@@ -94,8 +94,47 @@ def test_resume_is_bit_identical(tmp_path, distilled, tiny_unet):
     for a, b in zip(straight.ema.state_dict().values(), second.ema.state_dict().values()):
         assert torch.equal(a, b)
     bad = DistillConfig(**{**cfg2.__dict__, "lr": 1e-3})
-    with pytest.raises(DifflabError, match="lr"):
+    with pytest.raises(DifflabError, match="--lr: the run has 0.0001, this resume asks for 0.001"):
         StudentTrainer(bad, tiny_unet, NoiseSchedule(), data).resume()
+
+
+@pytest.mark.parametrize("field, value", [("ema_decay", 0.99), ("warmup_steps", 7), ("guide", "both"),
+                                          ("teacher", "other.safetensors"), ("trajectories", 999),
+                                          ("min_lr_ratio", 0.5), ("bf16", False)])
+def test_a_resume_refuses_every_setting_that_shapes_the_curve(tmp_path, distilled, tiny_unet, field, value):
+    """Not only the few fields it once listed: any setting outside DISTILL_RESUME_MAY_CHANGE that differs
+    from the run's is named (flag, the run's value, the asked one), before any state is loaded."""
+    cfg, _ = distilled
+    data = load_trajectories(f"{cfg.out_dir}/trajectories", [999, 499])
+    cfg2 = DistillConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "run")})
+    first = StudentTrainer(cfg2, tiny_unet, NoiseSchedule(), data)
+    first.train_step()
+    first.save()
+    flag = "--" + field.replace("_", "-")
+    changed = StudentTrainer(DistillConfig(**{**cfg2.__dict__, field: value}), tiny_unet, NoiseSchedule(), data)
+    with pytest.raises(DifflabError, match=f"{flag}: the run has {getattr(cfg2, field)!r}, this resume asks for "
+                                           f"{value!r}"):
+        changed.resume()
+    assert changed.step == 0  # nothing was restored
+
+
+def test_a_resume_may_change_where_and_how_long(tmp_path, distilled, tiny_unet):
+    """--steps (extending a run), --log-every, --ckpt-every, --traj-batch and --device may differ; a record
+    written before a field existed (here: the rollout and final-image fields) counts as what it meant."""
+    cfg, _ = distilled
+    data = load_trajectories(f"{cfg.out_dir}/trajectories", [999, 499])
+    cfg2 = DistillConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "run")})
+    first = StudentTrainer(cfg2, tiny_unet, NoiseSchedule(), data)
+    first.train_step()
+    first.save()
+    tensors, meta = load_checkpoint(first.ckpt_path)
+    for old_field in ("rollout", "rollout_jumps", "final_weight", "final_batch"):
+        del meta["distill"][old_field]
+    save_checkpoint(first.ckpt_path, tensors, meta)
+    more = {"steps": cfg2.steps + 5, "log_every": 3, "ckpt_every": 9, "traj_batch": 7, "device": "cpu"}
+    again = StudentTrainer(DistillConfig(**{**cfg2.__dict__, **more}), tiny_unet, NoiseSchedule(), data)
+    again.resume()
+    assert again.step == 1
 
 
 def test_student_file_loads_and_generates_in_one_pass_per_step(tmp_path, distilled):
@@ -253,7 +292,7 @@ def test_balanced_weighting_gives_each_jump_an_equal_share(distilled, tiny_unet)
     again = StudentTrainer(cfg, tiny_unet, schedule, data)
     again.resume()
     assert torch.equal(again.jump_scale, trainer.jump_scale)
-    with pytest.raises(DifflabError, match="jump_weighting"):
+    with pytest.raises(DifflabError, match="--jump-weighting: the run has 'balanced'"):
         StudentTrainer(DistillConfig(**{**cfg.__dict__, "jump_weighting": "x0"}), tiny_unet, schedule,
                        data).resume()
     with pytest.raises(DifflabError, match="jump-weighting"):
@@ -451,5 +490,5 @@ def test_final_image_term_is_the_students_own_sample_against_the_teachers_x0(tmp
     plain.batch()
     assert torch.equal(plain.gen.get_state(), after)  # without the term: the jump batch's draws only
     trainer.save()
-    with pytest.raises(DifflabError, match="final_weight"):
+    with pytest.raises(DifflabError, match="--final-weight"):
         StudentTrainer(DistillConfig(**{**cfg.__dict__, "final_weight": 1.0}), tiny_unet, schedule, data).resume()

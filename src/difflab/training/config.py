@@ -106,15 +106,15 @@ class TrainConfig:
 RESUME_MAY_CHANGE = ("out_dir", "steps", "ckpt_every", "log_every", "snapshot_minutes", "device")
 
 
-def first_difference(saved: dict, cfg, skip=()) -> tuple[str, object, object] | None:
+def first_difference(saved: dict, cfg, skip=(), absent: dict | None = None) -> tuple[str, object, object] | None:
     """(field, saved value, cfg's value) of the first field of dataclass `cfg` (those in `skip` aside) whose
     value differs from the `saved` record (a checkpoint's JSON of such a config), or None. A field the record
-    lacks (written before the field existed) counts as its default, which is what that run used; JSON lists
-    compare as tuples."""
-    defaults = type(cfg)()
+    lacks (written before the field existed) counts as what that run used: `absent[field]` where given,
+    else the field's default; JSON lists compare as tuples."""
+    defaults, absent = type(cfg)(), absent or {}
     for key in (k for k in cfg.__dataclass_fields__ if k not in skip):
         want = getattr(cfg, key)
-        was = saved.get(key, getattr(defaults, key))
+        was = saved.get(key, absent.get(key, getattr(defaults, key)))
         if isinstance(want, tuple) and isinstance(was, list):
             was = tuple(was)
         if was != want:
@@ -122,15 +122,17 @@ def first_difference(saved: dict, cfg, skip=()) -> tuple[str, object, object] | 
     return None
 
 
-def resume_conflict(saved: dict, cfg: TrainConfig) -> str | None:
-    """What keeps `cfg` from resuming the run whose train record is `saved` (a checkpoint's meta["train"]),
-    as "--flag: the run has X, this resume asks for Y (...)", or None. The network (`unet`) is compared by
-    the trainer against the checkpoint's own "unet" record."""
-    diff = first_difference(saved, cfg, skip=RESUME_MAY_CHANGE + ("unet",))
+def resume_conflict(saved: dict, cfg, may_change=RESUME_MAY_CHANGE, skip=("unet",), absent: dict | None = None
+                    ) -> str | None:
+    """What keeps `cfg` (a TrainConfig or DistillConfig) from resuming the run whose settings record is
+    `saved` (a checkpoint's meta["train"] or meta["distill"]), as "--flag: the run has X, this resume asks
+    for Y (...)", or None. Fields in `may_change` may differ; those in `skip` are compared elsewhere (the
+    training network, `unet`, against the checkpoint's own "unet" record); `absent`: first_difference's."""
+    diff = first_difference(saved, cfg, skip=tuple(may_change) + tuple(skip), absent=absent)
     if diff is None:
         return None
     key, was, want = diff
-    may = ", ".join("--" + k.replace("_", "-") for k in RESUME_MAY_CHANGE)
+    may = ", ".join("--" + k.replace("_", "-") for k in may_change)
     return (f"--{key.replace('_', '-')}: the run has {was!r}, this resume asks for {want!r} (a resume continues "
             f"the same curve; only {may} may change)")
 
@@ -177,7 +179,12 @@ def snapshot_files(out_dir) -> list[tuple[float, Path]]:
 
 
 JUMP_WEIGHTINGS = ("x0", "balanced")
-# fields added after checkpoints were written: what they meant
+# what a distillation `--resume` may set anew (the run resumes by itself when its folder has a checkpoint):
+# where and how often it writes, its device, --steps (a run is extended by resuming with more: a warm restart
+# of the cosine), and the trajectory chunk size (how the teacher's pool is made, not what is in it)
+DISTILL_RESUME_MAY_CHANGE = ("out_dir", "steps", "ckpt_every", "log_every", "device", "traj_batch")
+
+# fields added after distillation checkpoints were written: what they meant
 DEFAULT_IF_ABSENT = {"jump_weighting": "x0", "rollout": 0.0, "rollout_jumps": 1, "final_weight": 0.0,
                      "final_batch": 16}
 

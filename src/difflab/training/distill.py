@@ -42,7 +42,12 @@ from difflab.models.digits import SHIPPED_TEACHER, load_digit_model, save_digit_
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet
 from difflab.training.common import flatten_optimizer, lr_at, run_record, unflatten_optimizer, update_ema
-from difflab.training.config import DEFAULT_IF_ABSENT, DistillConfig  # the settings; imported from here too
+from difflab.training.config import (  # the settings; DistillConfig is imported from here too
+    DEFAULT_IF_ABSENT,
+    DISTILL_RESUME_MAY_CHANGE,
+    DistillConfig,
+    resume_conflict,
+)
 from difflab.training.jumps import jump_coefficients, x0_output_steps
 from difflab.training.trajectories import load_trajectories, make_trajectories, student_timesteps
 
@@ -264,12 +269,10 @@ class StudentTrainer:
         tensors, meta = load_checkpoint(self.ckpt_path)
         if meta.get("kind") != DISTILL_KIND:
             raise DifflabError(f"{self.ckpt_path}: not a distillation checkpoint")
-        old = meta.get("distill", {})
-        for key in ("student_steps", "teacher_steps", "batch_size", "lr", "seed", "guidance_min", "guidance_max",
-                    "jump_weighting", "init", "rollout", "rollout_jumps", "final_weight", "final_batch"):
-            if old.get(key, DEFAULT_IF_ABSENT.get(key)) != getattr(self.cfg, key):
-                raise DifflabError(f"{self.ckpt_path}: resume with {key}={getattr(self.cfg, key)} but the run "
-                                   f"used {old.get(key)}")
+        # every setting that shapes the curve must repeat the run's (another recipe is another run)
+        if conflict := resume_conflict(meta.get("distill", {}), self.cfg, DISTILL_RESUME_MAY_CHANGE, skip=(),
+                                       absent=DEFAULT_IF_ABSENT):
+            raise DifflabError(f"{self.ckpt_path}: {conflict}")
         load_state_strict(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
                           self.ckpt_path)
         load_state_strict(self.ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, self.ckpt_path)
