@@ -98,18 +98,24 @@ def test_resume_is_bit_identical(tmp_path, distilled, tiny_unet):
         StudentTrainer(bad, tiny_unet, NoiseSchedule(), data).resume()
 
 
-@pytest.mark.parametrize("field, value", [("ema_decay", 0.99), ("warmup_steps", 7), ("guide", "both"),
-                                          ("teacher", "other.safetensors"), ("trajectories", 999),
-                                          ("min_lr_ratio", 0.5), ("bf16", False)])
-def test_a_resume_refuses_every_setting_that_shapes_the_curve(tmp_path, distilled, tiny_unet, field, value):
-    """Not only the few fields it once listed: any setting outside DISTILL_RESUME_MAY_CHANGE that differs
-    from the run's is named (flag, the run's value, the asked one), before any state is loaded."""
+def _one_saved_step(tmp_path, distilled, tiny_unet):
+    """(config, trajectories, trainer) of a run in tmp_path/run that saved its checkpoint after one update."""
     cfg, _ = distilled
     data = load_trajectories(f"{cfg.out_dir}/trajectories", [999, 499])
     cfg2 = DistillConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "run")})
     first = StudentTrainer(cfg2, tiny_unet, NoiseSchedule(), data)
     first.train_step()
     first.save()
+    return cfg2, data, first
+
+
+@pytest.mark.parametrize("field, value", [("ema_decay", 0.99), ("warmup_steps", 7), ("guide", "both"),
+                                          ("teacher", "other.safetensors"), ("trajectories", 999),
+                                          ("min_lr_ratio", 0.5), ("bf16", False)])
+def test_a_resume_refuses_every_setting_that_shapes_the_curve(tmp_path, distilled, tiny_unet, field, value):
+    """Not only the few fields it once listed: any setting outside DISTILL_RESUME_MAY_CHANGE that differs
+    from the run's is named (flag, the run's value, the asked one), before any state is loaded."""
+    cfg2, data, first = _one_saved_step(tmp_path, distilled, tiny_unet)
     flag = "--" + field.replace("_", "-")
     changed = StudentTrainer(DistillConfig(**{**cfg2.__dict__, field: value}), tiny_unet, NoiseSchedule(), data)
     with pytest.raises(DifflabError, match=f"{flag}: the run has {getattr(cfg2, field)!r}, this resume asks for "
@@ -121,12 +127,7 @@ def test_a_resume_refuses_every_setting_that_shapes_the_curve(tmp_path, distille
 def test_a_resume_may_change_where_and_how_long(tmp_path, distilled, tiny_unet):
     """--steps (extending a run), --log-every, --ckpt-every, --traj-batch and --device may differ; a record
     written before a field existed (here: the rollout and final-image fields) counts as what it meant."""
-    cfg, _ = distilled
-    data = load_trajectories(f"{cfg.out_dir}/trajectories", [999, 499])
-    cfg2 = DistillConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "run")})
-    first = StudentTrainer(cfg2, tiny_unet, NoiseSchedule(), data)
-    first.train_step()
-    first.save()
+    cfg2, data, first = _one_saved_step(tmp_path, distilled, tiny_unet)
     tensors, meta = load_checkpoint(first.ckpt_path)
     for old_field in ("rollout", "rollout_jumps", "final_weight", "final_batch"):
         del meta["distill"][old_field]
