@@ -1,6 +1,7 @@
 """The guidance-input student and its distillation (tiny models; the real run is scripts/distill_release.sh)."""
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +123,17 @@ def test_a_resume_refuses_every_setting_that_shapes_the_curve(tmp_path, distille
                                            f"{value!r}"):
         changed.resume()
     assert changed.step == 0  # nothing was restored
+
+
+def test_a_refused_rerun_adds_no_trajectories(distilled):
+    """Re-running `digits distill` into a finished run's folder with more --trajectories is refused before
+    the teacher makes any: the folder's files are byte-identical afterwards."""
+    cfg, _ = distilled
+    before = {p: p.read_bytes() for p in sorted(Path(cfg.out_dir).rglob("*")) if p.is_file()}
+    more = DistillConfig(**{**cfg.__dict__, "trajectories": cfg.trajectories + cfg.traj_batch})
+    with pytest.raises(DifflabError, match=f"--trajectories: the run has {cfg.trajectories}"):
+        distill(more, progress=False, log=lambda s: None)
+    assert {p: p.read_bytes() for p in sorted(Path(cfg.out_dir).rglob("*")) if p.is_file()} == before
 
 
 def test_a_resume_may_change_where_and_how_long(tmp_path, distilled, tiny_unet):

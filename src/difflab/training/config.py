@@ -181,7 +181,7 @@ def snapshot_files(out_dir) -> list[tuple[float, Path]]:
 JUMP_WEIGHTINGS = ("x0", "balanced")
 # what a distillation `--resume` may set anew (the run resumes by itself when its folder has a checkpoint):
 # where and how often it writes, its device, --steps (a run is extended by resuming with more: a warm restart
-# of the cosine), and the trajectory chunk size (how the teacher's pool is made, not what is in it)
+# of the cosine), and the trajectory chunk size (the teacher's pool is complete before the first checkpoint)
 DISTILL_RESUME_MAY_CHANGE = ("out_dir", "steps", "ckpt_every", "log_every", "device", "traj_batch")
 
 # fields added after distillation checkpoints were written: what they meant

@@ -75,6 +75,17 @@ def earlier_run(meta: dict) -> dict | None:
     return {**{key: run[key] for key in ("trajectories_s", "student_s", "legs")}, "steps": run.get("steps")}
 
 
+def check_resume(path, meta: dict, cfg: DistillConfig) -> None:
+    """Refuse to resume the distillation checkpoint at `path` (its metadata `meta`) with `cfg` unless it is a
+    distillation checkpoint and every setting that shapes the curve repeats the run's (another recipe is
+    another run; DISTILL_RESUME_MAY_CHANGE may differ)."""
+    if meta.get("kind") != DISTILL_KIND:
+        raise DifflabError(f"{path}: not a distillation checkpoint")
+    if conflict := resume_conflict(meta.get("distill", {}), cfg, DISTILL_RESUME_MAY_CHANGE, skip=(),
+                                   absent=DEFAULT_IF_ABSENT):
+        raise DifflabError(f"{path}: {conflict}")
+
+
 class StudentTrainer:
     """Phase 2: the student regresses the teacher's multi-step DDIM jumps (see module docstring)."""
 
@@ -267,12 +278,7 @@ class StudentTrainer:
 
     def resume(self) -> None:
         tensors, meta = load_checkpoint(self.ckpt_path)
-        if meta.get("kind") != DISTILL_KIND:
-            raise DifflabError(f"{self.ckpt_path}: not a distillation checkpoint")
-        # every setting that shapes the curve must repeat the run's (another recipe is another run)
-        if conflict := resume_conflict(meta.get("distill", {}), self.cfg, DISTILL_RESUME_MAY_CHANGE, skip=(),
-                                       absent=DEFAULT_IF_ABSENT):
-            raise DifflabError(f"{self.ckpt_path}: {conflict}")
+        check_resume(self.ckpt_path, meta, self.cfg)
         load_state_strict(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
                           self.ckpt_path)
         load_state_strict(self.ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, self.ckpt_path)
@@ -323,6 +329,9 @@ def distill(cfg: DistillConfig, progress: bool = True, log=print) -> DistillResu
         raise DifflabError(f"{cfg.teacher}: is already a distilled student, not a teacher")
     # in place, never emptied: re-running continues from the trajectories and checkpoint there; locked so a
     # second run into the folder is refused instead of mixing its checkpoints with this one's
+    ckpt = Path(cfg.out_dir) / "checkpoint.safetensors"
+    if ckpt.exists():  # a refused resume must not first add trajectories to the folder
+        check_resume(ckpt, load_checkpoint(ckpt)[1], cfg)
     with inplace_output_dir(cfg.out_dir, resume=True) as out:
         wall = {}
         t0 = time.time()
