@@ -18,7 +18,8 @@ MAX_COUNT = 2**31 - 1
 MAX_GUIDANCE = 100.0
 
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
+    """The command-line spelling of a config field: `lr_warmup` -> `--lr-warmup` (a flag is kept as is)."""
     return name if name.startswith("-") else "--" + name.replace("_", "-")
 
 
@@ -26,32 +27,32 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
                  low_open: bool = False, high_open: bool = False) -> None:
     """Refuse a non-number, NaN/inf, or a value outside [low, high] (an open end excludes the bound)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DifflabError(f"{_flag(name)} must be a finite number, got {value!r}")
+        raise DifflabError(f"{flag_name(name)} must be a finite number, got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
         lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
         hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
-        raise DifflabError(f"{_flag(name)} must be in {lo}, {hi}, got {value:g}")
+        raise DifflabError(f"{flag_name(name)} must be in {lo}, {hi}, got {value:g}")
 
 
 def check_count(name: str, value, minimum: int = 1, maximum: int = MAX_COUNT) -> None:
     """Refuse a non-integer or an integer outside [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise DifflabError(f"{_flag(name)} must be a whole number, got {value!r}")
+        raise DifflabError(f"{flag_name(name)} must be a whole number, got {value!r}")
     if value < minimum:
-        raise DifflabError(f"{_flag(name)} must be at least {minimum}, got {value}")
+        raise DifflabError(f"{flag_name(name)} must be at least {minimum}, got {value}")
     if value > maximum:
-        raise DifflabError(f"{_flag(name)} must be at most {maximum}, got {value}")
+        raise DifflabError(f"{flag_name(name)} must be at most {maximum}, got {value}")
 
 
 def check_seed(name: str, value) -> None:
     """Seeds are whole numbers in [0, 2**32): jobs derive per-chunk and per-rank seeds from them (seed *
     100003 + i), which must stay within torch's 64-bit seeds; negative seeds are refused everywhere."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise DifflabError(f"{_flag(name)} must be a whole number, got {value!r}")
+        raise DifflabError(f"{flag_name(name)} must be a whole number, got {value!r}")
     if not 0 <= value < 2**32:
-        raise DifflabError(f"{_flag(name)} must be at least 0 and below 2**32, got {value}")
+        raise DifflabError(f"{flag_name(name)} must be at least 0 and below 2**32, got {value}")
 
 
 def check_guidance(name: str, value) -> None:
@@ -69,7 +70,7 @@ def check_eta(name: str, value) -> None:
 def check_etas(name: str, values) -> None:
     """A non-empty list of etas (the rows of an eta grid)."""
     if not values:
-        raise DifflabError(f"{_flag(name)}: give at least one value")
+        raise DifflabError(f"{flag_name(name)}: give at least one value")
     for eta in values:
         check_eta(name, eta)
 
@@ -82,7 +83,7 @@ def parse_list(text, kind, name: str, example: str) -> list:
         return [kind(str(item).strip()) for item in items]
     except ValueError:
         what = "integers" if kind is int else "numbers"
-        raise DifflabError(f"{_flag(name)}: expected comma-separated {what} like {example}, got {text!r}") from None
+        raise DifflabError(f"{flag_name(name)}: expected comma-separated {what} like {example}, got {text!r}") from None
 
 
 def check_weight_decay(lr: float, weight_decay: float) -> None:
@@ -96,4 +97,4 @@ def check_weight_decay(lr: float, weight_decay: float) -> None:
 def check_digit(name: str, value) -> None:
     """A digit class: a whole number in 0..9."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
-        raise DifflabError(f"{_flag(name)} must be in 0..9, got {value!r}")
+        raise DifflabError(f"{flag_name(name)} must be in 0..9, got {value!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from difflab.checks import check_count, check_guidance, check_number, check_seed, check_weight_decay
+from difflab.checks import check_count, check_guidance, check_number, check_seed, check_weight_decay, flag_name
 from difflab.device import check_device
 from difflab.diffusion.schedule import BETA_SCHEDULES
 from difflab.errors import DifflabError
@@ -132,8 +132,8 @@ def resume_conflict(saved: dict, cfg, may_change=RESUME_MAY_CHANGE, skip=("unet"
     if diff is None:
         return None
     key, was, want = diff
-    may = ", ".join("--" + k.replace("_", "-") for k in may_change)
-    return (f"--{key.replace('_', '-')}: the run has {was!r}, this resume asks for {want!r} (a resume continues "
+    may = ", ".join(flag_name(k) for k in may_change)
+    return (f"{flag_name(key)}: the run has {was!r}, this resume asks for {want!r} (a resume continues "
             f"the same curve; only {may} may change)")
 
 

@@ -31,6 +31,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from difflab.checks import flag_name
 from difflab.data import DOMAINS, load_domain
 from difflab.device import (
     autocast,
@@ -246,7 +247,7 @@ class Trainer:
         if meta.get("kind") != TRAIN_KIND:
             raise DifflabError(f"{path}: not a difflab training checkpoint")
         if diff := first_difference(meta.get("unet", {}), self.cfg.unet):
-            raise DifflabError(f"{path}: checkpoint is from another model config (--{diff[0].replace('_', '-')}: "
+            raise DifflabError(f"{path}: checkpoint is from another model config ({flag_name(diff[0])}: "
                                f"the run has {diff[1]!r}, this run asks for {diff[2]!r})")
         if meta.get("world_size", 1) != self.world:
             raise DifflabError(f"{path}: saved with {meta.get('world_size')} processes, resuming with {self.world}")
