@@ -276,8 +276,9 @@ class StudentTrainer:
             meta["grad_scaler"] = self.scaler.state_dict()
         save_checkpoint(self.ckpt_path, tensors, meta)
 
-    def resume(self) -> None:
-        tensors, meta = load_checkpoint(self.ckpt_path)
+    def resume(self, saved: tuple[dict, dict] | None = None) -> None:
+        """Continue from OUT/checkpoint.safetensors; `saved`: its (tensors, meta) when the caller read it already."""
+        tensors, meta = saved or load_checkpoint(self.ckpt_path)
         check_resume(self.ckpt_path, meta, self.cfg)
         load_state_strict(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
                           self.ckpt_path)
@@ -327,11 +328,12 @@ def distill(cfg: DistillConfig, progress: bool = True, log=print) -> DistillResu
     teacher, schedule, tmeta = load_digit_model(cfg.teacher)
     if teacher.config.guidance_input:
         raise DifflabError(f"{cfg.teacher}: is already a distilled student, not a teacher")
+    ckpt = Path(cfg.out_dir) / "checkpoint.safetensors"
+    saved = load_checkpoint(ckpt) if ckpt.exists() else None  # read once: checked here, restored below
+    if saved is not None:  # a refused resume must not first add trajectories to the folder
+        check_resume(ckpt, saved[1], cfg)
     # in place, never emptied: re-running continues from the trajectories and checkpoint there; locked so a
     # second run into the folder is refused instead of mixing its checkpoints with this one's
-    ckpt = Path(cfg.out_dir) / "checkpoint.safetensors"
-    if ckpt.exists():  # a refused resume must not first add trajectories to the folder
-        check_resume(ckpt, load_checkpoint(ckpt)[1], cfg)
     with inplace_output_dir(cfg.out_dir, resume=True) as out:
         wall = {}
         t0 = time.time()
@@ -340,8 +342,8 @@ def distill(cfg: DistillConfig, progress: bool = True, log=print) -> DistillResu
         grid = student_timesteps(schedule, cfg.student_steps)
         trainer = StudentTrainer(cfg, teacher, schedule, load_trajectories(folder, grid))
         trainer.trajectories_s = wall["trajectories_s"]
-        if trainer.ckpt_path.exists():
-            trainer.resume()
+        if saved is not None:
+            trainer.resume(saved)
             log(f"resumed from {trainer.ckpt_path} at step {trainer.step}")
         t1 = time.time()
         trainer.fit(progress, log)
