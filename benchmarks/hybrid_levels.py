@@ -15,8 +15,6 @@ is at the clean levels (texture and detail). The two models must share the noise
 from __future__ import annotations
 
 import argparse
-import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,11 +24,11 @@ import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator se
 _malloc.ensure()
 
 import torch  # noqa: E402
+from _quality import generate_and_score, mean_over_seeds  # noqa: E402  (benchmarks/_quality.py)
 from _record import command_line, write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.data import DOMAINS  # noqa: E402
-from difflab.digits.evaluate import evaluate  # noqa: E402
-from difflab.digits.generate import GenerateConfig, generate  # noqa: E402
+from difflab.digits.generate import GenerateConfig  # noqa: E402
 from difflab.models.digits import load_digit_model  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
 
@@ -72,18 +70,13 @@ def main(argv=None) -> int:
             for seed in args.seeds:
                 cfg = GenerateConfig(per_digit=args.per_digit, model="teacher", guidance=args.guidance, seed=seed,
                                      sampler="ddim", steps=20)
-                out = Path(args.work) / f"s{seed}"
-                shutil.rmtree(out, ignore_errors=True)
-                generate(out, SplitModel(hi, lo, split), sched_a, cfg, overwrite=True, progress=False)
-                domains = evaluate(out)["domains"]
-                per_seed[str(seed)] = {m: {"acc": domains[m]["acc"], "fd": domains[m]["fd_generated_vs_real"]}
-                                       for m in DOMAINS}
+                per_seed[str(seed)], _ = generate_and_score(Path(args.work) / f"s{seed}", SplitModel(hi, lo, split),
+                                                            sched_a, cfg)
                 print(f"{key}, seed {seed}: " + "  ".join(
                     f"{m} {per_seed[str(seed)][m]['acc']:.3f} / {per_seed[str(seed)][m]['fd']:.3f}"
                     for m in DOMAINS), flush=True)
-            mean = {m: {k: statistics.mean(s[m][k] for s in per_seed.values()) for k in ("acc", "fd")}
-                    for m in DOMAINS}
-            results[key] = {"split": split, "noisy": name_hi, "clean": name_lo, "per_seed": per_seed, "mean": mean}
+            results[key] = {"split": split, "noisy": name_hi, "clean": name_lo, "per_seed": per_seed,
+                            "mean": mean_over_seeds(per_seed)}
     print(f"\nmean over seeds {args.seeds} (accuracy / Fréchet, {args.per_digit * 10} images per domain):")
     for key, r in results.items():
         print(f"  {key:<70} " + "  ".join(f"{m} {r['mean'][m]['acc']:.4f} / {r['mean'][m]['fd']:.3f}"

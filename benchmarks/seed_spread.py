@@ -13,8 +13,6 @@ the seeds, and at how many seeds both domains reach the accuracy gate.
 from __future__ import annotations
 
 import argparse
-import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,11 +21,11 @@ import _malloc  # benchmarks/_malloc.py: re-executes with the glibc allocator se
 
 _malloc.ensure()
 
+from _quality import generate_and_score, mean_over_seeds  # noqa: E402  (benchmarks/_quality.py)
 from _record import command_line, write_record  # noqa: E402  (benchmarks/_record.py)
 
 from difflab.data import DOMAINS  # noqa: E402
-from difflab.digits.evaluate import evaluate  # noqa: E402
-from difflab.digits.generate import GenerateConfig, generate  # noqa: E402
+from difflab.digits.generate import GenerateConfig  # noqa: E402
 from difflab.models.digits import load_digit_model  # noqa: E402
 from difflab.runtime import finish_machine, machine  # noqa: E402
 
@@ -53,15 +51,11 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             cfg = GenerateConfig(per_digit=args.per_digit, model=args.model, guidance=w, seed=seed,
                                  sampler=args.sampler, steps=args.steps)
-            out = Path(args.work) / f"w{w:g}_s{seed}"
-            shutil.rmtree(out, ignore_errors=True)
-            timing = generate(out, model, schedule, cfg, overwrite=True, progress=False)
-            domains = evaluate(out)["domains"]
-            row = {m: {"acc": domains[m]["acc"], "fd": domains[m]["fd_generated_vs_real"]} for m in DOMAINS}
+            row, timing = generate_and_score(Path(args.work) / f"w{w:g}_s{seed}", model, schedule, cfg)
             per_seed[str(seed)] = {**row, "generate_s": timing["total_s"]}
             print(f"w {w:g} seed {seed}: "
                   + "  ".join(f"{m} {row[m]['acc']:.3f} / {row[m]['fd']:.3f}" for m in DOMAINS), flush=True)
-        mean = {m: {k: statistics.mean(s[m][k] for s in per_seed.values()) for k in ("acc", "fd")} for m in DOMAINS}
+        mean = mean_over_seeds(per_seed)
         passing = sum(all(s[m]["acc"] >= GATE for m in DOMAINS) for s in per_seed.values())
         results[f"{w:g}"] = {"per_seed": per_seed, "mean": mean, "seeds_passing_gate": passing}
     print(f"\n{args.model}, {len(args.seeds)} seeds of {args.per_digit * 20} images: mean accuracy / Fréchet, "
