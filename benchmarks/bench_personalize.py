@@ -92,6 +92,9 @@ def parse_args():
                     metavar="W[:digit|both]",
                     help="generate each concept at these guidance scales, W:GUIDE for a given --guide (one row "
                          "each; the concept trains once; default: generate's own, 3 and its --guide default)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of each concept's training and of its generated images (the 20 training images "
+                         "and the base model's baseline stay at seed 0): one draw of a row's seed-to-seed spread")
     ap.add_argument("--model", default="teacher")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the whole pipeline")
     ap.add_argument("--work", default=None, help="concepts and generated images (default: data cache)")
@@ -157,7 +160,7 @@ def run_one(target: str, method: str, images: Path, work: Path, args, base, clfs
     spec = TARGETS[target]
     pc = PersonalizeConfig(images_dir=str(images), kind=spec["kind"], name=target, method=method,
                            domain=spec["domain"], out_dir=str(work / "concepts" / f"{target}-{method}"),
-                           model=args.model, overwrite=True, eval_per_digit=1 if args.quick else 10,
+                           model=args.model, overwrite=True, eval_per_digit=1 if args.quick else 10, seed=args.seed,
                            **{k: v for k in ("steps", "rank", "lr", "row_lr", "prior_weight", "augment_shift")
                               if (v := getattr(args, k)) is not None
                               and not (k in ("row_lr", "prior_weight") and method == "ti")})
@@ -175,14 +178,15 @@ def score_one(target: str, method: str, res, setting: tuple[float, str | None], 
     suffix = ("" if guidance == 3.0 else f"-w{guidance:g}") + (f"-{guide}" if guide else "")
     gen_dir = work / "generated" / f"{target}-{method}{suffix}"
     gcfg = GenerateConfig(per_digit=per, model=args.model, concepts=(str(res.path),), guidance=guidance,
-                          guide=guide)
+                          guide=guide, seed=args.seed)
     guide = resolve(gcfg, base[0]).guide
     timing = generate(gen_dir, base[0], base[1], gcfg, overwrite=True, progress=False)
     scores = {folder: score_folder(ev, gen_dir / folder, clfs[ev][0]) for folder, ev in spec["eval"].items()}
     sizes = folder_bytes(res.path)
     meta = res.meta
     row = {"target": target, "kind": spec["kind"], "method": method, "primary": spec["primary"],
-           "guidance": guidance, "guide": guide, "setting": list(setting), "generated_dir": str(gen_dir),
+           "guidance": guidance, "guide": guide, "setting": list(setting), "seed": args.seed,
+           "generated_dir": str(gen_dir),
            "concept": str(res.path), "steps": meta["steps"], "lr": meta["lr"], "row_lr": meta.get("row_lr"),
            "rank": meta.get("rank"),
            "prior_weight": meta.get("prior_weight"), "augment_shift": meta.get("augment_shift", 0),
@@ -292,11 +296,11 @@ def main() -> None:
            "settings": {"steps": args.steps, "rank": args.rank, "lr": args.lr, "row_lr": args.row_lr,
                         "prior_weight": args.prior_weight, "per_digit": args.per_digit,
                         "symbol_count": args.symbol_count, "model": args.model, "quick": args.quick,
-                        "classifier": asdict(ccfg),
+                        "seed": args.seed, "classifier": asdict(ccfg),
                         "guidance": [{"guidance": w, "guide": g or generate_default} for w, g in args.guidance],
                         "sampler_note": f"{args.model}, DDIM 20 steps, guidance "
                                         f"{', '.join(f'{w:g} ({g or generate_default})' for w, g in args.guidance)}"
-                                        ", seed 0"},
+                                        f", seed {args.seed} (the base model's baseline: seed 0)"},
            "classifiers": {ev: meta for ev, (_, meta) in clfs.items()}, "classifier_s": classifier_s,
            "baselines": base_rows(targets, work, args, base, clfs), "targets": out_targets, "runs": runs,
            "malloc": {k: os.environ.get(k) for k in _malloc.MALLOC}, "machine": finish_machine(info)}

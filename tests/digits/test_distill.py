@@ -1,18 +1,16 @@
-"""The guidance-input student and its distillation (tiny models; the real run is scripts/distill_release.sh)."""
+"""The guidance-input student and its distillation (tiny models; the real run is scripts/distill_release.sh).
+Generating with a student: test_student_generate.py; the shared tiny run `distilled`: conftest.py."""
 
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from difflab.diffusion.schedule import NoiseSchedule
-from difflab.digits.generate import GenerateConfig, generate, resolve, sample_chunks
 from difflab.errors import DifflabError
 from difflab.io import inplace_output_dir, load_checkpoint, save_checkpoint
-from difflab.models.digits import DEFAULT_MODEL, STUDENT_MODEL, load_digit_model, model_path
+from difflab.models.digits import load_digit_model
 from difflab.training.distill import (
     DistillConfig,
     StudentTrainer,
@@ -21,15 +19,6 @@ from difflab.training.distill import (
 )
 from difflab.training.jumps import ddim_coefficients, student_sampler
 from difflab.training.trajectories import load_trajectories, student_timesteps
-
-TINY_RUN = dict(student_steps=2, teacher_steps=4, trajectories=12, traj_batch=8, steps=4, batch_size=6,
-                ckpt_every=2, warmup_steps=1)
-
-
-@pytest.fixture
-def distilled(tmp_path, teacher_file):
-    cfg = DistillConfig(out_dir=str(tmp_path / "run"), teacher=str(teacher_file), **TINY_RUN)
-    return cfg, distill(cfg, progress=False, log=lambda s: None)
 
 
 def test_student_starts_as_the_teachers_conditional_branch(tiny_unet):
@@ -150,79 +139,6 @@ def test_a_resume_may_change_where_and_how_long(tmp_path, distilled, tiny_unet):
     assert again.step == 1
 
 
-def test_student_file_loads_and_generates_in_one_pass_per_step(tmp_path, distilled):
-    _, result = distilled
-    student, schedule, meta = load_digit_model(result.student_path)
-    assert student.config.guidance_input and student.student["steps"] == 2
-    assert meta["student"]["guidance_range"] == [1.0, 5.0]
-    calls = []
-
-    class Count(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.model = m
-
-        def forward(self, x, *args):
-            calls.append(x.shape[0])
-            return self.model(x, *args)
-
-    cfg = GenerateConfig(per_digit=1, batch_size=20, bf16=False)
-    chunks = list(sample_chunks(Count(student), schedule, cfg, progress=False))
-    assert calls == [20, 20] and len(chunks) == 1  # two steps, one B-row pass each: no doubled CFG batch
-    generate(tmp_path / "out", student, schedule, cfg, progress=False)
-    img = np.asarray(Image.open(tmp_path / "out" / "svhn" / "7_001.png"))
-    assert img.shape == (28, 28, 3)
-
-
-@pytest.mark.parametrize("change, message", [
-    (dict(steps=3), "supports --steps 2 only"),
-    (dict(sampler="dpmpp-2m"), "deterministic DDIM"),
-    (dict(eta=0.5), "deterministic DDIM"),
-    (dict(guidance=7.0), r"guidance in \[1, 5\]"),
-    (dict(guidance_interval=(100, 500)), "applies to the teacher"),
-    (dict(guide="both"), "distilled with --guide digit"),
-])
-def test_student_refuses_what_it_was_not_distilled_for(distilled, change, message):
-    _, result = distilled
-    student, _, _ = load_digit_model(result.student_path)
-    with pytest.raises(DifflabError, match=message):
-        resolve(GenerateConfig(**change), student)
-
-
-def test_teacher_defaults_resolve_to_todays_sampler(tiny_unet):
-    cfg = resolve(GenerateConfig(model="teacher"), tiny_unet)
-    assert (cfg.steps, cfg.sampler, cfg.guidance) == (20, "ddim", 3.0)
-
-
-@pytest.mark.parametrize("bad", [dict(guidance=float("nan")), dict(guidance=float("inf")), dict(guidance=-1.0),
-                                 dict(steps=0), dict(steps=-5), dict(per_digit=0), dict(eta=float("nan")),
-                                 dict(sampler="euler"), dict(batch_size=0)])
-def test_generate_config_refuses_bad_numbers(bad, tiny_unet):
-    with pytest.raises(DifflabError):
-        resolve(GenerateConfig(**bad), tiny_unet)
-
-
-def test_starting_noise_streams_chunk_by_chunk_as_one_draw(tiny_unet):
-    seen = []
-
-    class FirstInputs(torch.nn.Module):
-        calls = 0
-
-        def forward(self, x, t, *args):
-            if self.calls % 2 == 0:  # the first of each chunk's two steps sees x_T (twice: the CFG batch)
-                seen.append(x[: x.shape[0] // 2].clone())
-            self.calls += 1
-            return torch.zeros_like(x)
-
-    cfg = GenerateConfig(model="teacher", per_digit=3, steps=2, batch_size=7, sampler="ddim")
-    sampler_cfg = resolve(cfg, tiny_unet)
-    list(sample_chunks(FirstInputs(), NoiseSchedule(), sampler_cfg, progress=False))
-    one_shot = torch.randn((60, 3, 28, 28), generator=torch.Generator().manual_seed(0))
-    streamed = torch.cat(seen)
-    assert torch.equal(streamed, one_shot)
-
-
-
 def test_a_second_run_into_a_folder_in_use_is_refused(distilled):
     # in place and resumable, but locked: two runs into one folder would overwrite each other's checkpoints
     cfg, result = distilled
@@ -234,13 +150,6 @@ def test_a_second_run_into_a_folder_in_use_is_refused(distilled):
     lines = []
     distill(cfg, progress=False, log=lines.append)  # released: re-running continues where the run stopped
     assert lines == [f"resumed from {cfg.out_dir}/checkpoint.safetensors at step {cfg.steps}"]
-
-
-def test_model_names(tmp_path):
-    assert model_path("teacher") == DEFAULT_MODEL and model_path("student") == STUDENT_MODEL
-    assert model_path(None) == DEFAULT_MODEL
-    with pytest.raises(DifflabError, match="neither 'teacher', 'student' nor a readable model file"):
-        model_path(tmp_path / "nope.safetensors")
 
 
 def test_distill_config_validation():
