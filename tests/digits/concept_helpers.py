@@ -30,10 +30,12 @@ def make_cfg(images, out, base, **kw):
 
 
 def run(images, out, base, **kw):
+    """personalize() on a tiny run (make_cfg's settings, KW on top), no progress bar."""
     return personalize(make_cfg(images, out, base, **kw), progress=False)
 
 
 def outputs(model, digits, domains, seed=0):
+    """The model's output (len(digits), 3, 28, 28) for seeded noise at fixed timesteps: a fingerprint."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(len(digits), 3, 28, 28, generator=g)
     t = torch.tensor([10, 500, 999, 250, 700, 1][:len(digits)])

@@ -173,7 +173,6 @@ def test_two_lora_concepts_add_up(tmp_path, base, style_dir, symbol_dir):
     ("adapter-shape", "adapters do not fit this model"),
 ])
 def test_broken_concept_folder_is_one_line(tmp_path, base, style_dir, capsys, damage, message):
-
     from difflab.io import save_checkpoint
 
     pytest.importorskip("peft")
