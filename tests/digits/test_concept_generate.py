@@ -11,10 +11,15 @@ from difflab.concepts.concept import (
     base_digest,
     load_concept,
     load_concepts,
+    load_with_concepts,
+    student_teacher_digest,
 )
 from difflab.diffusion.schedule import NoiseSchedule
+from difflab.digits.generate import GenerateConfig, generate, resolve
 from difflab.errors import DifflabError
-from difflab.models.digits import load_digit_model, save_digit_model
+from difflab.io import save_checkpoint
+from difflab.models.digits import SHIPPED_TEACHER, STUDENT_MODEL, load_digit_model, save_digit_model
+from difflab.training.distill import make_student
 
 from .concept_helpers import files_in, main, run, sha256
 
@@ -37,9 +42,6 @@ def test_a_lora_style_on_the_teacher_guides_digit_and_domain_by_default(tmp_path
     """--guide's default: 'both' for a teacher drawing a LoRA style (the measured better setting), 'digit' for
     a ti style, a symbol alone, no concept and a student (the way it was distilled); a given --guide is kept.
     The default is in effect end to end: the style's images equal --guide both's, not --guide digit's."""
-    from difflab.digits.generate import GenerateConfig, resolve
-    from difflab.training.distill import make_student
-
     ti_style, symbol = two_concepts
     style = run(style_dir, tmp_path / "lora_style", base, method="lora", eval_per_digit=0).path
     teacher = load_digit_model(base)[0]
@@ -66,8 +68,6 @@ def test_a_lora_style_on_the_teacher_guides_digit_and_domain_by_default(tmp_path
 
 def test_generate_without_concepts_is_unchanged_by_them(tmp_path, base, two_concepts, tiny_unet):
     """A concept applied but not asked for draws the shipped layout exactly as the base model does."""
-    from difflab.digits.generate import GenerateConfig, generate
-
     cfg = GenerateConfig(per_digit=1, steps=2, device="cpu")
     generate(tmp_path / "plain", tiny_unet, NoiseSchedule(), cfg, progress=False)
     adapted = apply_concepts(tiny_unet, load_concepts(two_concepts))
@@ -90,8 +90,6 @@ def test_concept_combinations_and_other_commands(tmp_path, base, two_concepts, s
 
 
 def test_student_takes_its_teachers_ti_and_lora_concepts(tmp_path, base, two_concepts, style_dir, tiny_unet):
-    from difflab.training.distill import make_student
-
     style, _ = two_concepts
     student_meta = {"steps": 4, "spacing": "trailing", "guidance_range": [1.0, 5.0], "guide": "digit"}
     student = tmp_path / "student.safetensors"
@@ -115,10 +113,6 @@ def test_students_of_the_shipped_teacher_check_concepts_against_it(tmp_path, tin
     """`digits distill` without --teacher records "shipped"; a release records the assets/ path (any checkout):
     both, and the shipped student, resolve to the shipped teacher's digest (the old student said "shipped"
     and refused every concept)."""
-    from difflab.concepts.concept import student_teacher_digest
-    from difflab.models.digits import SHIPPED_TEACHER, STUDENT_MODEL
-    from difflab.training.distill import make_student
-
     shipped = base_digest(load_digit_model(None)[0])
     meta = {"steps": 4, "spacing": "trailing", "guidance_range": [1.0, 5.0], "guide": "digit"}
     for ref in (SHIPPED_TEACHER, "/elsewhere/src/difflab/assets/digits_unet.safetensors"):
@@ -133,9 +127,6 @@ def test_students_of_the_shipped_teacher_check_concepts_against_it(tmp_path, tin
 
 
 def test_load_with_concepts_then_generate(tmp_path, base, two_concepts):
-    from difflab.concepts.concept import load_with_concepts
-    from difflab.digits.generate import GenerateConfig, generate
-
     style, symbol = two_concepts
     model, schedule, concepts = load_with_concepts(str(base), [style])
     assert [c.name for c in concepts] == ["wavy"] and model.concept_rows["domain"] == {"wavy": 3}
@@ -173,8 +164,6 @@ def test_two_lora_concepts_add_up(tmp_path, base, style_dir, symbol_dir):
     ("adapter-shape", "adapters do not fit this model"),
 ])
 def test_broken_concept_folder_is_one_line(tmp_path, base, style_dir, capsys, damage, message):
-    from difflab.io import save_checkpoint
-
     pytest.importorskip("peft")
     folder = run(style_dir, tmp_path / "c", base, method="lora", eval_per_digit=0).path
     capsys.readouterr()  # the missing digits' line
