@@ -106,6 +106,26 @@ def test_log_snr_normal_timesteps_are_the_nearest_level_to_normal_draws():
     assert torch.equal(t, again)
 
 
+def test_log_snr_share_mixes_the_two_samplings_draw_for_draw():
+    """--log-snr-share P: each t is the normal's nearest level where a uniform u < P, else a uniform level,
+    rebuilt here from the same generator calls; at P = 1 the draws and the generator are as before."""
+    a_bar, lam = NoiseSchedule().alphas_cumprod, np.log(_linear_snr())
+    g, ref = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    t = draw_timesteps(a_bar, 20000, g, "log-snr-normal", -1.0, 2.5, share=0.5).numpy()
+    draws = (-1.0 + 2.5 * torch.randn(20000, generator=ref, dtype=torch.float64)).numpy()
+    uniform = torch.randint(1000, (20000,), generator=ref).numpy()
+    from_normal = torch.rand(20000, generator=ref).numpy() < 0.5
+    expected = np.where(from_normal, np.abs(lam[None, :] - draws[:, None]).argmin(axis=1), uniform)
+    assert (t != expected).sum() <= 5  # float32 vs float64 levels, as in the test above
+    assert abs(from_normal.mean() - 0.5) < 0.02 and (t[~from_normal] == uniform[~from_normal]).all()
+    share = (t > 480).mean()  # halfway between the normal's 0.30 and uniform's 0.519
+    assert 0.39 < share < 0.43
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    assert torch.equal(draw_timesteps(a_bar, 64, g1, "log-snr-normal", share=1.0),
+                       draw_timesteps(a_bar, 64, g2, "log-snr-normal"))
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
 def test_log_snr_sampling_is_recorded_and_changes_the_training(tmp_path):
     """Same seed, other timesteps: other weights; the run's metadata names the sampling it used."""
     a, b = _trainer(tmp_path / "a", steps=2), _trainer(tmp_path / "b", steps=2, timestep_sampling="log-snr-normal")
@@ -221,6 +241,9 @@ def test_cli_extra_emas_are_written_and_overwrite_drops_them(tmp_path, capsys):
     ("loss_weighting", "snr", "unknown --loss-weighting 'snr'"), ("min_snr_gamma", 0.0, "--min-snr-gamma"),
     ("timestep_sampling", "lognormal", "unknown --timestep-sampling 'lognormal'"),
     ("log_snr_std", 0.0, "--log-snr-std"), ("log_snr_mean", float("nan"), "--log-snr-mean"),
+    ("log_snr_share", 0.0, r"--log-snr-share must be in \(0, 1\]"), ("log_snr_share", 1.5, "--log-snr-share"),
+    ("log_snr_share", 0.5, "--log-snr-share 0.5 mixes --timestep-sampling log-snr-normal with uniform draws; "
+                           "this run samples 'uniform'"),
     ("snapshot_minutes", 0.0, "--snapshot-minutes"), ("snapshot_minutes", float("inf"), "--snapshot-minutes"),
     ("extra_ema_decays", (1.0,), r"--extra-ema-decays must be in \[0, 1\)"),
     ("extra_ema_decays", (0.999,), "must differ from each other and from --ema-decay 0.999"),
@@ -233,7 +256,7 @@ def test_config_refuses_bad_recipe_settings(field, value, message):
 
 @pytest.mark.parametrize("flags", [["--loss-weighting", "snr"], ["--min-snr-gamma", "-1"],
                                    ["--snapshot-minutes", "nan"], ["--log-snr-std", "-2"],
-                                   ["--timestep-sampling", "edm"]])
+                                   ["--timestep-sampling", "edm"], ["--log-snr-share", "0.5"]])
 def test_cli_bad_recipe_flags_are_one_line(tmp_path, capsys, flags):
     try:
         rc = main(["digits", "train", "--out-dir", str(tmp_path / "run"), *flags])

@@ -115,6 +115,8 @@ TRAIN = {
                               "where x_t is nearly pure noise)", choices=TIMESTEP_SAMPLINGS),
     "log_snr_mean": "mean of --timestep-sampling log-snr-normal's log-SNR (the linear schedule spans -10.1 to 9.2)",
     "log_snr_std": "standard deviation of --timestep-sampling log-snr-normal's log-SNR",
+    "log_snr_share": "share of --timestep-sampling log-snr-normal's draws taken from the normal, the rest "
+                     "uniform (1: all from the normal)",
     "extra_ema_decays": Flag("more EMA decays kept beside --ema-decay in the same run, each written as "
                              "OUT/emas/ema_{D}.safetensors (what a run with --ema-decay D saves)", nargs="*",
                              metavar="D", shown="none"),

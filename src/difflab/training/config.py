@@ -58,6 +58,7 @@ class TrainConfig:
     timestep_sampling: str = "uniform"
     log_snr_mean: float = -1.0
     log_snr_std: float = 2.5
+    log_snr_share: float = 1.0  # the share of log-snr-normal's draws taken from the normal; the rest uniform
     # every this many minutes of run time, also keep the EMA weights as OUT/snapshots/ema_{M}min.safetensors
     # (a time-to-quality curve from one run; docs/RESULTS.md)
     snapshot_minutes: float | None = None
@@ -94,6 +95,10 @@ class TrainConfig:
                                f"(choose from {', '.join(TIMESTEP_SAMPLINGS)})")
         check_number("log_snr_mean", self.log_snr_mean, -30, 30)  # the linear schedule spans -10.1 to 9.2
         check_number("log_snr_std", self.log_snr_std, 0, 30, low_open=True)
+        check_number("log_snr_share", self.log_snr_share, 0, 1, low_open=True)  # 0 would be uniform: say so
+        if self.log_snr_share < 1 and self.timestep_sampling != "log-snr-normal":
+            raise DifflabError(f"--log-snr-share {self.log_snr_share:g} mixes --timestep-sampling log-snr-normal "
+                               f"with uniform draws; this run samples {self.timestep_sampling!r}")
         if self.snapshot_minutes is not None:
             check_number("snapshot_minutes", self.snapshot_minutes, 0, 7 * 24 * 60, low_open=True)
         if self.schedule not in BETA_SCHEDULES:

@@ -138,7 +138,7 @@ class Trainer:
         x0 = self.images[idx].to(dev).float().div(127.5).sub(1.0)  # uint8 over the bus: 4x less to copy
         digits, domains = drop_conditions(self.digits[idx], self.domains[idx], g, cfg)
         t = draw_timesteps(self.schedule.alphas_cumprod, B, g, cfg.timestep_sampling, cfg.log_snr_mean,
-                           cfg.log_snr_std)
+                           cfg.log_snr_std, cfg.log_snr_share)
         noise = torch.randn(x0.shape, generator=g)
         digits, domains, t, noise = digits.to(dev), domains.to(dev), t.to(dev), noise.to(dev)
         x_t = self.schedule.q_sample(x0, t, noise)
