@@ -54,6 +54,39 @@ def test_min_snr_loss_is_the_papers_weighting(tmp_path):
     assert plain._loss(pred, noise, t).item() == pytest.approx(torch.nn.functional.mse_loss(pred, noise).item())
 
 
+def test_loss_weighting_per_domain_weights_each_image_by_its_own_domain(tmp_path):
+    """mnistm=min-snr,svhn=eps: an MNIST-M image (label 0) takes Min-SNR's weight, an SVHN one (label 1)
+    weight 1; the batch mean mixes the two, and naming one weighting for both domains is the plain form."""
+    tr = _trainer(tmp_path, loss_weighting="mnistm=min-snr,svhn=eps", min_snr_gamma=5.0)
+    g = torch.Generator().manual_seed(2)
+    pred, noise = torch.randn(4, 3, 28, 28, generator=g), torch.randn(4, 3, 28, 28, generator=g)
+    t, domains = torch.tensor([10, 10, 700, 50]), torch.tensor([0, 1, 0, 1])
+    snr = _linear_snr()[t.numpy()]
+    weight = np.where(domains.numpy() == 0, np.minimum(snr, 5.0) / snr, 1.0)
+    assert weight[0] < 0.02 and weight[1] == 1.0
+    per_sample = ((pred - noise) ** 2).mean(dim=(1, 2, 3)).double().numpy()
+    assert tr._loss(pred, noise, t, domains).item() == pytest.approx(float((weight * per_sample).mean()), rel=1e-4)
+    both = _trainer(tmp_path / "both", loss_weighting="mnistm=min-snr,svhn=min-snr", min_snr_gamma=5.0)
+    alike = _trainer(tmp_path / "alike", loss_weighting="min-snr", min_snr_gamma=5.0)
+    assert both._loss(pred, noise, t, domains).item() == alike._loss(pred, noise, t).item()
+    assert _trainer(tmp_path / "eps", loss_weighting="svhn=eps,mnistm=eps")._loss(pred, noise, t).item() == \
+        torch.nn.functional.mse_loss(pred, noise).item()
+
+
+def test_loss_weighting_per_domain_trains_and_is_recorded(tmp_path):
+    """Same seed and batches as one weighting for all: other weights; the record keeps the spec."""
+    a = _trainer(tmp_path / "a", steps=2, loss_weighting="min-snr")
+    b = _trainer(tmp_path / "b", steps=2, loss_weighting="mnistm=min-snr,svhn=eps")
+    a.fit(progress=False)
+    b.fit(progress=False)
+    assert torch.equal(a.gen.get_state(), b.gen.get_state())
+    pa = torch.cat([p.flatten() for p in a.model.parameters()])
+    pb = torch.cat([p.flatten() for p in b.model.parameters()])
+    assert not torch.equal(pa, pb)
+    _, meta = load_checkpoint(tmp_path / "b" / "ema.safetensors")
+    assert meta["train"]["loss_weighting"] == "mnistm=min-snr,svhn=eps"
+
+
 @pytest.mark.parametrize("schedule", ["linear", "scaled_linear", "cosine"])
 def test_min_snr_weights_are_finite_and_in_0_1_on_every_schedule(tmp_path, schedule):
     """Every timestep of every schedule, the cosine's last ones (SNR near 0) included."""
@@ -239,6 +272,10 @@ def test_cli_extra_emas_are_written_and_overwrite_drops_them(tmp_path, capsys):
 
 @pytest.mark.parametrize("field, value, message", [
     ("loss_weighting", "snr", "unknown --loss-weighting 'snr'"), ("min_snr_gamma", 0.0, "--min-snr-gamma"),
+    ("loss_weighting", "mnistm=min-snr", "does not say how to weight svhn"),
+    ("loss_weighting", "mnistm=min-snr,usps=eps", "unknown domain 'usps'"),
+    ("loss_weighting", "mnistm=eps,mnistm=eps,svhn=eps", "repeated domain 'mnistm'"),
+    ("loss_weighting", "mnistm=snr,svhn=eps", "unknown --loss-weighting 'snr'"),
     ("timestep_sampling", "lognormal", "unknown --timestep-sampling 'lognormal'"),
     ("log_snr_std", 0.0, "--log-snr-std"), ("log_snr_mean", float("nan"), "--log-snr-mean"),
     ("log_snr_share", 0.0, r"--log-snr-share must be in \(0, 1\]"), ("log_snr_share", 1.5, "--log-snr-share"),
@@ -254,13 +291,14 @@ def test_config_refuses_bad_recipe_settings(field, value, message):
         TrainConfig(**{field: value})
 
 
-@pytest.mark.parametrize("flags", [["--loss-weighting", "snr"], ["--min-snr-gamma", "-1"],
+@pytest.mark.parametrize("flags", [["--loss-weighting", "snr"], ["--loss-weighting", "svhn=eps"],
+                                   ["--min-snr-gamma", "-1"],
                                    ["--snapshot-minutes", "nan"], ["--log-snr-std", "-2"],
                                    ["--timestep-sampling", "edm"], ["--log-snr-share", "0.5"]])
 def test_cli_bad_recipe_flags_are_one_line(tmp_path, capsys, flags):
     try:
         rc = main(["digits", "train", "--out-dir", str(tmp_path / "run"), *flags])
-    except SystemExit as e:  # argparse refuses a value outside --loss-weighting's choices itself
+    except SystemExit as e:  # argparse refuses a value outside --timestep-sampling's choices itself
         rc = e.code
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2

@@ -108,7 +108,8 @@ TRAIN = {
                         "when time is up",
                         shown="none: --steps decides"),
     "loss_weighting": Flag("eps: DDPM's plain epsilon MSE; min-snr: Min-SNR-gamma weights min(SNR, gamma) / SNR "
-                           "(Hang et al. 2023; docs/RESULTS.md's recipe search)", choices=("eps", "min-snr")),
+                           "(Hang et al. 2023; docs/RESULTS.md's recipe search); or one per domain, e.g. "
+                           "mnistm=min-snr,svhn=eps"),
     "min_snr_gamma": "gamma of --loss-weighting min-snr",
     "timestep_sampling": Flag("which timesteps training draws: uniform (DDPM), or log-snr-normal: a log-SNR from "
                               "N(--log-snr-mean, --log-snr-std^2), mapped to the nearest timestep (fewer draws "

@@ -32,7 +32,7 @@ def record_rows(train: dict) -> list[list[str]]:
             ["legs (1 = one uninterrupted curve)", str(train.get("legs", "unknown"))],
             ["machine, date", f"{train.get('machine', 'unknown')}, {train.get('date', 'unknown')}"],
             ["loss", cfg.get("loss_weighting", "eps") + (f" (gamma {cfg.get('min_snr_gamma'):g})"
-                                                           if cfg.get("loss_weighting") == "min-snr" else "")],
+                                                           if "min-snr" in cfg.get("loss_weighting", "eps") else "")],
             ["batch, peak lr, EMA decay", f"{cfg.get('batch_size')}, {cfg.get('lr')}, {cfg.get('ema_decay')}"],
             ["time budget", f"{budget:g} min" if budget else "none (--steps)"],
             ["data", str(train.get("data", "unknown"))]]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from difflab.errors import DifflabError
 from difflab.runtime import machine_line
 
 
@@ -65,6 +66,37 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
         pe.lerp_(p, 1 - d)
     for be, b in zip(ema.buffers(), model.buffers()):
         be.copy_(b)
+
+
+LOSS_WEIGHTINGS = ("eps", "min-snr")
+
+
+def domain_weightings(spec: str, domains: tuple[str, ...]) -> tuple[str, ...]:
+    """`--loss-weighting` -> the weighting of each domain label in order (label i: domains[i]).
+
+    One name weights every image alike ("min-snr"); "DOMAIN=NAME,..." names each domain's own
+    ("mnistm=min-snr,svhn=eps"). Why per domain: the tenth one-hour run (docs/RESULTS.md §9) found the
+    plain loss better for SVHN and Min-SNR's cut of the low-noise levels better for MNIST-M.
+    Raises DifflabError naming what is wrong (unknown weighting or domain, a domain missing or twice)."""
+    def known(name: str) -> str:
+        if name not in LOSS_WEIGHTINGS:
+            raise DifflabError(f"unknown --loss-weighting {name!r} ({' or '.join(LOSS_WEIGHTINGS)}, or "
+                               f"DOMAIN=WEIGHTING for each of {', '.join(domains)})")
+        return name
+
+    if "=" not in spec:
+        return (known(spec),) * len(domains)
+    named: dict[str, str] = {}
+    for item in spec.split(","):
+        domain, _, name = item.strip().partition("=")
+        if domain not in domains or domain in named:
+            raise DifflabError(f"--loss-weighting {spec!r}: {'unknown' if domain not in domains else 'repeated'} "
+                               f"domain {domain!r} (name each of {', '.join(domains)} once)")
+        named[domain] = known(name.strip())
+    missing = [d for d in domains if d not in named]
+    if missing:
+        raise DifflabError(f"--loss-weighting {spec!r} does not say how to weight {', '.join(missing)}")
+    return tuple(named[d] for d in domains)
 
 
 TIMESTEP_SAMPLINGS = ("uniform", "log-snr-normal")

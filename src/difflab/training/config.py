@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from difflab.checks import check_count, check_guidance, check_number, check_seed, check_weight_decay, flag_name
+from difflab.data.datasets import DOMAINS
 from difflab.device import check_device
 from difflab.diffusion.schedule import BETA_SCHEDULES
 from difflab.errors import DifflabError
 from difflab.models.unet import UNetConfig
-from difflab.training.common import TIMESTEP_SAMPLINGS
+from difflab.training.common import TIMESTEP_SAMPLINGS, domain_weightings
 
 
 @dataclass
@@ -50,7 +51,8 @@ class TrainConfig:
     # the cosine) to the budget, records that number, and stops with a saved checkpoint when time is up
     time_budget: float | None = None
     # "eps": DDPM's L_simple; "min-snr": each timestep's epsilon MSE weighted by min(SNR_t, gamma) / SNR_t
-    # (Hang et al. 2023, Min-SNR-gamma: low-noise steps, whose gradients fight the others', count less)
+    # (Hang et al. 2023, Min-SNR-gamma: low-noise steps, whose gradients fight the others', count less);
+    # or one per domain, "mnistm=min-snr,svhn=eps" (training/common.domain_weightings)
     loss_weighting: str = "eps"
     min_snr_gamma: float = 5.0
     # which timesteps a batch trains on: "uniform" (DDPM), or "log-snr-normal": log-SNR ~ N(mean, std^2)
@@ -87,8 +89,7 @@ class TrainConfig:
         if self.drop_both + self.drop_digit + self.drop_domain > 1:
             raise DifflabError("--drop-both + --drop-digit + --drop-domain must be at most 1, got "
                                f"{self.drop_both + self.drop_digit + self.drop_domain:g}")
-        if self.loss_weighting not in ("eps", "min-snr"):
-            raise DifflabError(f"unknown --loss-weighting {self.loss_weighting!r} (eps or min-snr)")
+        domain_weightings(self.loss_weighting, DOMAINS)
         check_number("min_snr_gamma", self.min_snr_gamma, 0, 1e6, low_open=True)  # above max SNR (1e4): eps
         if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
             raise DifflabError(f"unknown --timestep-sampling {self.timestep_sampling!r} "

@@ -49,6 +49,7 @@ from difflab.models.digits import TRAIN_KIND, save_digit_model
 from difflab.models.state import load_state_strict
 from difflab.models.unet import ConditionalUNet
 from difflab.training.common import (
+    domain_weightings,
     draw_timesteps,
     drop_conditions,
     flatten_optimizer,
@@ -122,6 +123,7 @@ class Trainer:
         self.gen = cpu_generator(cfg.seed * 1000 + self.rank)
         self.step = 0
         self.total_steps = cfg.steps  # with --time-budget: fitted to the budget after the calibration steps
+        self.weightings = domain_weightings(cfg.loss_weighting, DOMAINS)  # per domain label
         self.clock = time.time  # wall clock of the budget and the run record (a test can drive it)
         self.leg_start, self.wall_before, self.legs = self.clock(), 0.0, 1  # resume() adds earlier legs
         self.saved_run: dict | None = None  # the run record of the last checkpoint written
@@ -136,6 +138,7 @@ class Trainer:
         B = cfg.batch_size // self.world
         idx = torch.randint(len(self.images), (B,), generator=g)
         x0 = self.images[idx].to(dev).float().div(127.5).sub(1.0)  # uint8 over the bus: 4x less to copy
+        image_domains = self.domains[idx].to(dev)  # the images' own domains: the loss weighting's, not dropped
         digits, domains = drop_conditions(self.digits[idx], self.domains[idx], g, cfg)
         t = draw_timesteps(self.schedule.alphas_cumprod, B, g, cfg.timestep_sampling, cfg.log_snr_mean,
                            cfg.log_snr_std, cfg.log_snr_share)
@@ -146,24 +149,33 @@ class Trainer:
             group["lr"] = lr_at(self.step, cfg, self.total_steps)
         with autocast(dev, cfg.bf16):
             pred = self.net(x_t, t, digits, domains)
-        loss = self._loss(pred.float(), noise, t)
+        loss = self._loss(pred.float(), noise, t, image_domains)
         self._stop_if_diverged(loss.item())
         scaled_step(loss, self.opt, self.scaler, self.model.parameters(), cfg.grad_clip)
         self._update_ema()
         self.step += 1
         return loss.item()
 
-    def _loss(self, pred: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _loss(self, pred: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+              domains: torch.Tensor | None = None) -> torch.Tensor:
         """Epsilon MSE (B, 3, 28, 28) -> scalar: DDPM's L_simple (Ho et al. 2020, eq. 14), or per-sample
         Min-SNR-gamma weights min(SNR_t, gamma) / SNR_t for epsilon prediction (Hang et al. 2023, eq. 7
         and sec. 3.4), SNR_t = alpha_bar_t / (1 - alpha_bar_t): 1 where the noise dominates, < 1 near t = 0.
         A v network's eps error is sqrt(alpha_bar_t) times its v error, so on it these are Hang et al.'s
-        v-prediction weights, min(SNR_t, gamma) / (SNR_t + 1) on the v MSE: one loss for both targets."""
-        if self.cfg.loss_weighting == "eps":
+        v-prediction weights, min(SNR_t, gamma) / (SNR_t + 1) on the v MSE: one loss for both targets.
+        With a weighting per domain (`--loss-weighting mnistm=min-snr,svhn=eps`), `domains` (B,) long gives
+        each image's own; weights of 1 are the plain MSE, so a batch mixes the two in one mean."""
+        kinds = self.weightings
+        if set(kinds) == {"eps"}:
             return F.mse_loss(pred, noise)
         a_bar = self.schedule.alphas_cumprod.to(pred.device)[t]
         snr = a_bar / (1 - a_bar)
         weight = (self.cfg.min_snr_gamma / snr).clamp(max=1.0)  # = min(SNR, gamma) / SNR, finite at SNR 0
+        if len(set(kinds)) > 1:
+            if domains is None:
+                raise ValueError("a loss weighting per domain needs each image's domain")
+            min_snr = torch.tensor([k == "min-snr" for k in kinds], device=pred.device)[domains]
+            weight = torch.where(min_snr, weight, torch.ones_like(weight))
         return (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
 
     def _stop_if_diverged(self, loss: float) -> None:
