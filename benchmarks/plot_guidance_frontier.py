@@ -1,0 +1,84 @@
+"""Accuracy against Fréchet distance along the guidance scale, one curve per model (seed_spread.py's JSONs).
+
+A recipe changes the image statistics *and* how strongly a given guidance scale w acts, so two models
+compared at one w can trade places at another (docs/RESULTS.md §9, session 19). This plots each model's
+five-seed means at every w measured, per domain, so models are compared along their curves, and prints
+the points as a table.
+
+    cd benchmarks/results && ../../.venv/bin/python ../plot_guidance_frontier.py \\
+        --curve "teacher=seed_spread_teacher.json,seed_spread_teacher_w25_w2.json" \\
+        --curve "log-SNR hour=seed_spread_release8.json,seed_spread_release8_w25.json" \\
+        --out ../../docs/results/guidance_frontier.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+DOMAINS = ("mnistm", "svhn")
+
+
+def load_curve(spec: str) -> tuple[str, dict[float, dict]]:
+    """"LABEL=A.json,B.json" -> (label, {w: {domain: {"acc", "fd"}}}) from the files' five-seed means."""
+    label, _, files = spec.partition("=")
+    if not label or not files:
+        raise SystemExit(f"--curve {spec!r}: expected LABEL=FILE.json[,FILE.json...]")
+    points: dict[float, dict] = {}
+    for name in files.split(","):
+        path = Path(name)
+        try:
+            record = json.loads(path.read_text())
+            points.update({float(w): r["mean"] for w, r in record["results"].items()})
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"{path}: not a seed_spread.py record ({type(e).__name__}: {e})") from None
+    return label, dict(sorted(points.items()))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--curve", action="append", required=True, help="LABEL=seed_spread JSON[,JSON...]")
+    ap.add_argument("--out", default="docs/results/guidance_frontier.png")
+    args = ap.parse_args(argv)
+    curves = [load_curve(c) for c in args.curve]
+
+    print("| model | w | accuracy MNIST-M / SVHN | Fréchet MNIST-M / SVHN |\n|---|---|---|---|")
+    for label, points in curves:
+        for w, m in points.items():
+            print(f"| {label} | {w:g} | {m['mnistm']['acc']:.4f} / {m['svhn']['acc']:.4f} "
+                  f"| {m['mnistm']['fd']:.3f} / {m['svhn']['fd']:.3f} |")
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, domain in zip(axes, DOMAINS):
+        for label, points in curves:
+            ws = list(points)
+            fd = [points[w][domain]["fd"] for w in ws]
+            acc = [points[w][domain]["acc"] for w in ws]
+            line, = ax.plot(fd, acc, "o-", label=label)
+            for w, x, y in zip(ws, fd, acc):
+                ax.annotate(f"w {w:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8,
+                            color=line.get_color())
+        ax.axhline(0.995, color="grey", lw=0.8, ls="--")
+        ax.set(title=f"{domain}: mean of 5 seeds x 500 images", xlabel="Fréchet distance (lower is better)",
+               ylabel="own-classifier accuracy")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(out)  # never a half-written plot
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
