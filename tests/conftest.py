@@ -5,7 +5,9 @@ compare exact values and must not move to a card. Tests marked `gpu` run on CUDA
 skipped, with the reason shown, where there is none (scripts/gpu_check.sh runs them on a lent GPU).
 """
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +26,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def load_script():
+    """A loader of the repo's stand-alone scripts (scripts/, benchmarks/) as modules: load_script("a/b.py")."""
+    root = Path(__file__).resolve().parents[1]
+
+    def load(relative: str):
+        path = root / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -1,21 +1,12 @@
 """benchmarks/plot_guidance_frontier.py: seed_spread.py records merged into one curve per model, the table it
 prints, the plot it writes, and a one-line refusal of a file that is not such a record."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "plot_guidance_frontier.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("plot_guidance_frontier", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+SCRIPT = "benchmarks/plot_guidance_frontier.py"
 
 
 def _record(path, points):
@@ -26,10 +17,10 @@ def _record(path, points):
     return path
 
 
-def test_curves_merge_by_guidance_and_are_plotted(tmp_path, capsys):
+def test_curves_merge_by_guidance_and_are_plotted(tmp_path, capsys, load_script):
     a = _record(tmp_path / "a.json", {"3": (0.99, 0.26)})
     b = _record(tmp_path / "b.json", {"2.5": (0.98, 0.24), "2": (0.97, 0.25)})
-    mod = _module()
+    mod = load_script(SCRIPT)
     label, points = mod.load_curve(f"teacher={a},{b}")
     assert label == "teacher" and list(points) == [2.0, 2.5, 3.0]  # sorted by w, both files
     assert points[3.0]["svhn"]["fd"] == pytest.approx(0.36)
@@ -43,10 +34,10 @@ def test_curves_merge_by_guidance_and_are_plotted(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"results": {"3": {}}}), json.dumps([1])])
-def test_a_file_that_is_not_a_seed_spread_record_is_named(tmp_path, content):
+def test_a_file_that_is_not_a_seed_spread_record_is_named(tmp_path, content, load_script):
     bad = tmp_path / "bad.json"
     bad.write_text(content)
     with pytest.raises(SystemExit, match=f"{bad}: not a seed_spread.py record"):
-        _module().load_curve(f"m={bad}")
+        load_script(SCRIPT).load_curve(f"m={bad}")
     with pytest.raises(SystemExit, match="expected LABEL=FILE.json"):
-        _module().load_curve(str(bad))
+        load_script(SCRIPT).load_curve(str(bad))

@@ -1,25 +1,13 @@
 """scripts/release_gate.py's rule: ship only at accuracy >= 0.995 in both domains and a Fréchet distance no
 worse than the shipped teacher's in each; every failed condition is named."""
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "release_gate.py"
-
-
-def _gate():
-    spec = importlib.util.spec_from_file_location("release_gate", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _point(acc, fd):
     return {"acc": {"mnistm": acc[0], "svhn": acc[1]}, "fd": {"mnistm": fd[0], "svhn": fd[1]}}
 
 
-def test_verdict_passes_only_when_every_condition_holds():
-    gate = _gate()
+def test_verdict_passes_only_when_every_condition_holds(load_script):
+    gate = load_script("scripts/release_gate.py")
     shipped = _point((0.998, 0.996), (0.265, 0.350))
     assert gate.verdict(_point((0.995, 1.0), (0.265, 0.2)), shipped) == []  # at the bounds: passes
     fails = gate.verdict(_point((0.980, 0.982), (0.300, 0.536)), shipped)  # the one-hour run of RESULTS §9

@@ -30,6 +30,11 @@ def _trainer(out, steps=7, **kw):
     return Trainer(cfg, _data())
 
 
+def _flat_weights(trainer) -> torch.Tensor:
+    """Every trained parameter of `trainer`'s model in one vector."""
+    return torch.cat([p.flatten() for p in trainer.model.parameters()])
+
+
 def _linear_snr() -> np.ndarray:
     """SNR_t = a_t / (1 - a_t) (T,) of the linear schedule, built here in float64 (independent of the code)."""
     a_bar = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000, dtype=np.float64))
@@ -80,9 +85,7 @@ def test_loss_weighting_per_domain_trains_and_is_recorded(tmp_path):
     a.fit(progress=False)
     b.fit(progress=False)
     assert torch.equal(a.gen.get_state(), b.gen.get_state())
-    pa = torch.cat([p.flatten() for p in a.model.parameters()])
-    pb = torch.cat([p.flatten() for p in b.model.parameters()])
-    assert not torch.equal(pa, pb)
+    assert not torch.equal(_flat_weights(a), _flat_weights(b))
     _, meta = load_checkpoint(tmp_path / "b" / "ema.safetensors")
     assert meta["train"]["loss_weighting"] == "mnistm=min-snr,svhn=eps"
 
@@ -103,9 +106,7 @@ def test_min_snr_changes_the_training_but_not_its_randomness(tmp_path):
     a.fit(progress=False)
     b.fit(progress=False)
     assert torch.equal(a.gen.get_state(), b.gen.get_state())
-    pa = torch.cat([p.flatten() for p in a.model.parameters()])
-    pb = torch.cat([p.flatten() for p in b.model.parameters()])
-    assert not torch.equal(pa, pb)
+    assert not torch.equal(_flat_weights(a), _flat_weights(b))
 
 
 def test_uniform_timesteps_are_ddpms_randint_draw_for_draw():
@@ -164,9 +165,7 @@ def test_log_snr_sampling_is_recorded_and_changes_the_training(tmp_path):
     a, b = _trainer(tmp_path / "a", steps=2), _trainer(tmp_path / "b", steps=2, timestep_sampling="log-snr-normal")
     a.fit(progress=False)
     b.fit(progress=False)
-    pa = torch.cat([p.flatten() for p in a.model.parameters()])
-    pb = torch.cat([p.flatten() for p in b.model.parameters()])
-    assert not torch.equal(pa, pb)
+    assert not torch.equal(_flat_weights(a), _flat_weights(b))
     _, meta = load_checkpoint(tmp_path / "b" / "ema.safetensors")
     assert meta["train"]["timestep_sampling"] == "log-snr-normal" and meta["train"]["log_snr_std"] == 2.5
 
