@@ -114,8 +114,8 @@ def draw_timesteps(alphas_cumprod: torch.Tensor, n: int, g: torch.Generator, kin
     logit-normal(0, 1) is lambda ~ N(0, 2^2)). The default N(-1, 2.5^2) keeps about 31 % of the draws at
     t > 480 (uniform: 52 %; N(0, 2^2): 13 %, and under 4 % at t > 600, where generate's 20-step DDIM takes 7 steps).
     `share` < 1 (log-snr-normal only): each draw comes from that normal with probability `share`, else
-    uniformly, a mixture of the two samplings (docs/RESULTS.md §9: uniform draws gave the lower Fréchet
-    distance, log-SNR draws the higher accuracy). At 1 the generator is called exactly as before.
+    uniformly, a mixture of the two samplings (docs/RESULTS.md §9 compares the pure ones along the guidance
+    scale; no one-hour run has used a mixture yet). At 1 the generator is called exactly as before.
     """
     if kind == "uniform":
         return torch.randint(len(alphas_cumprod), (n,), generator=g)
