@@ -78,6 +78,12 @@ def test_loss_weighting_per_domain_weights_each_image_by_its_own_domain(tmp_path
         torch.nn.functional.mse_loss(pred, noise).item()
 
 
+def test_loss_weighting_has_one_spelling_per_meaning():
+    assert TrainConfig(loss_weighting="svhn=eps, mnistm=min-snr").loss_weighting == "mnistm=min-snr,svhn=eps"
+    assert TrainConfig(loss_weighting="mnistm=eps,svhn=eps").loss_weighting == "eps"
+    assert TrainConfig(loss_weighting="min-snr").loss_weighting == "min-snr"
+
+
 def test_loss_weighting_per_domain_trains_and_is_recorded(tmp_path):
     """Same seed and batches as one weighting for all: other weights; the record keeps the spec."""
     a = _trainer(tmp_path / "a", steps=2, loss_weighting="min-snr")

@@ -89,7 +89,11 @@ class TrainConfig:
         if self.drop_both + self.drop_digit + self.drop_domain > 1:
             raise DifflabError("--drop-both + --drop-digit + --drop-domain must be at most 1, got "
                                f"{self.drop_both + self.drop_digit + self.drop_domain:g}")
-        domain_weightings(self.loss_weighting, DOMAINS)
+        kinds = domain_weightings(self.loss_weighting, DOMAINS)
+        # one spelling per meaning ("svhn=eps,mnistm=min-snr" -> "mnistm=min-snr,svhn=eps", "mnistm=eps,svhn=eps"
+        # -> "eps"), so the record and a resume's comparison see the weighting, not the word order
+        self.loss_weighting = (kinds[0] if len(set(kinds)) == 1
+                               else ",".join(f"{d}={k}" for d, k in zip(DOMAINS, kinds)))
         check_number("min_snr_gamma", self.min_snr_gamma, 0, 1e6, low_open=True)  # above max SNR (1e4): eps
         if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
             raise DifflabError(f"unknown --timestep-sampling {self.timestep_sampling!r} "
