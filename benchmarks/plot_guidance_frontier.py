@@ -23,7 +23,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-DOMAINS = ("mnistm", "svhn")
+from difflab.data import DOMAINS  # noqa: E402
+from difflab.viz import save_figure  # noqa: E402
 
 
 def load_curve(spec: str) -> tuple[str, dict[float, dict]]:
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
             print(f"| {label} | {w:g} | {m['mnistm']['acc']:.4f} / {m['svhn']['acc']:.4f} "
                   f"| {m['mnistm']['fd']:.3f} / {m['svhn']['fd']:.3f} |")
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110)
     for ax, domain in zip(axes, DOMAINS):
         for label, points in curves:
             ws = list(points)
@@ -70,13 +71,8 @@ def main(argv=None) -> int:
                ylabel="own-classifier accuracy")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(out)  # never a half-written plot
-    print(f"wrote {out}")
+    save_figure(fig, args.out)  # atomically: never a half-written plot
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -30,7 +30,7 @@ def test_curves_merge_by_guidance_and_are_plotted(tmp_path, capsys, load_script)
     assert "| teacher | 2.5 | 0.9800 / 0.9700 | 0.240 / 0.340 |" in table and table.count("| other |") == 2
     with Image.open(out) as im:
         assert im.size[0] > 800 and im.size[1] > 300
-    assert not list(out.parent.glob("*.tmp.png"))
+    assert [p.name for p in out.parent.iterdir()] == ["frontier.png"]  # no temp file left beside it
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"results": {"3": {}}}), json.dumps([1])])
