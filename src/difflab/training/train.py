@@ -123,7 +123,8 @@ class Trainer:
         self.gen = cpu_generator(cfg.seed * 1000 + self.rank)
         self.step = 0
         self.total_steps = cfg.steps  # with --time-budget: fitted to the budget after the calibration steps
-        self.weightings = domain_weightings(cfg.loss_weighting, DOMAINS)  # per domain label
+        kinds = domain_weightings(cfg.loss_weighting, DOMAINS)  # built once here, not per step
+        self.min_snr_by_domain = torch.tensor([k == "min-snr" for k in kinds])  # per label; else weight 1 (MSE)
         self.clock = time.time  # wall clock of the budget and the run record (a test can drive it)
         self.leg_start, self.wall_before, self.legs = self.clock(), 0.0, 1  # resume() adds earlier legs
         self.saved_run: dict | None = None  # the run record of the last checkpoint written
@@ -165,17 +166,16 @@ class Trainer:
         v-prediction weights, min(SNR_t, gamma) / (SNR_t + 1) on the v MSE: one loss for both targets.
         With a weighting per domain (`--loss-weighting mnistm=min-snr,svhn=eps`), `domains` (B,) long gives
         each image's own; weights of 1 are the plain MSE, so a batch mixes the two in one mean."""
-        kinds = self.weightings
-        if set(kinds) == {"eps"}:
+        by_domain = self.min_snr_by_domain
+        if not by_domain.any():
             return F.mse_loss(pred, noise)
         a_bar = self.schedule.alphas_cumprod.to(pred.device)[t]
         snr = a_bar / (1 - a_bar)
         weight = (self.cfg.min_snr_gamma / snr).clamp(max=1.0)  # = min(SNR, gamma) / SNR, finite at SNR 0
-        if len(set(kinds)) > 1:
+        if not by_domain.all():
             if domains is None:
                 raise ValueError("a loss weighting per domain needs each image's domain")
-            min_snr = torch.tensor([k == "min-snr" for k in kinds], device=pred.device)[domains]
-            weight = torch.where(min_snr, weight, torch.ones_like(weight))
+            weight = torch.where(by_domain.to(pred.device)[domains], weight, torch.ones_like(weight))
         return (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
 
     def _stop_if_diverged(self, loss: float) -> None:
