@@ -4,7 +4,10 @@ Each shape: a fresh network, AdamW, bf16 autocast on the CPU, a batch of random 
 speed does not depend on the pixels); forward, epsilon-style MSE, backward, optimizer step, timed with
 perf_counter. Median of the steps after the warm-up ones. Prints a table, writes JSON.
 
-    .venv/bin/python benchmarks/bench_train_step.py [--batch-size 64] [--steps 12] [--warmup 3]
+    .venv/bin/python benchmarks/bench_train_step.py [--batch-size 64] [--steps 12] [--warmup 3] [--channels-last]
+
+--channels-last stores the weights and the batch as NHWC (torch.channels_last), the layout oneDNN's
+convolutions use inside: a lever against the reorders a NCHW step pays, measured here, not assumed.
 """
 
 from __future__ import annotations
@@ -33,13 +36,17 @@ SHAPES = {
 }
 
 
-def step_seconds(cfg: UNetConfig, batch: int, steps: int, warmup: int) -> tuple[float, int]:
+def step_seconds(cfg: UNetConfig, batch: int, steps: int, warmup: int,
+                 channels_last: bool = False) -> tuple[float, int]:
     """(median seconds per training step after `warmup` steps, parameter count)."""
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     model = ConditionalUNet(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(batch, 3, 28, 28, generator=g)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     t, digits, domains = (torch.randint(0, n, (batch,), generator=g) for n in (1000, 10, 2))
     times = []
     for _ in range(warmup + steps):
@@ -59,6 +66,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=12, help="timed steps per shape")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    ap.add_argument("--channels-last", action="store_true", help="NHWC weights and batch")
     ap.add_argument("--out", default="benchmarks/results/train_step.json")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -66,11 +74,11 @@ def main() -> None:
     rows = []
     print(f"{'network':<44} {'ms/step':>8} {'parameters':>11}")
     for name, kw in SHAPES.items():
-        s, params = step_seconds(UNetConfig(**kw), args.batch_size, args.steps, args.warmup)
+        s, params = step_seconds(UNetConfig(**kw), args.batch_size, args.steps, args.warmup, args.channels_last)
         rows.append({"network": name, "unet": kw, "s_per_step": s, "parameters": params})
         print(f"{name:<44} {s * 1000:8.1f} {params / 1e6:10.2f}M", flush=True)
     write_record(args.out, {"machine": finish_machine(info), "batch_size": args.batch_size, "steps": args.steps,
-                            "warmup": args.warmup, "rows": rows})
+                            "warmup": args.warmup, "channels_last": args.channels_last, "rows": rows})
 
 
 if __name__ == "__main__":
