@@ -6,8 +6,9 @@ perf_counter. Median of the steps after the warm-up ones. Prints a table, writes
 
     .venv/bin/python benchmarks/bench_train_step.py [--batch-size 64] [--steps 12] [--warmup 3] [--channels-last]
 
---channels-last stores the weights and the batch as NHWC (torch.channels_last), the layout oneDNN's
-convolutions use inside: a lever against the reorders a NCHW step pays, measured here, not assumed.
+--channels-last stores the weights and the batch as NHWC (torch.channels_last), which PyTorch's CPU
+performance guide recommends for convolution networks (fewer layout reorders around oneDNN's kernels):
+measured here, not assumed (docs/RESULTS.md §9: slower for every shape on this VM).
 """
 
 from __future__ import annotations
