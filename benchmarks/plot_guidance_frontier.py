@@ -56,7 +56,7 @@ def main(argv=None) -> int:
             print(f"| {label} | {w:g} | {m['mnistm']['acc']:.4f} / {m['svhn']['acc']:.4f} "
                   f"| {m['mnistm']['fd']:.3f} / {m['svhn']['fd']:.3f} |")
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.5), dpi=110)
     for ax, domain in zip(axes, DOMAINS):
         for label, points in curves:
             ws = list(points)
@@ -70,7 +70,8 @@ def main(argv=None) -> int:
         ax.set(title=f"{domain}: mean of 5 seeds x 500 images", xlabel="Fréchet distance (lower is better)",
                ylabel="own-classifier accuracy")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    # outside the axes: inside, it hid points wherever it was put (a curve can reach any corner)
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
     save_figure(fig, args.out)  # atomically: never a half-written plot
     print(f"wrote {args.out}")
     return 0
