@@ -15,7 +15,8 @@ measurement gives without any personalization). The evaluation classifiers are t
 from the data cache), timed apart; their held-out accuracy is in the JSON and the table.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_personalize.py [--only lcd,A:ti] [--steps N] [--quick]
-        [--guidance 3 2:digit 3:both]   # one row per generate setting (W[:GUIDE]) of each trained concept
+        [--guidance 3 2:digit 3:both 2:both:eta=1,steps=50]   # one row per generate setting
+                                        # (W[:GUIDE[:KEY=V,...]]: sampler, steps, eta) of each trained concept
 
 Writes benchmarks/results/personalize.json and one comparison grid per target under
 benchmarks/results/personalize/ (the report's personalization section shows them); the concepts and
@@ -65,12 +66,39 @@ TARGETS = {  # name -> how it is learned and where its generated images are scor
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def guidance_setting(text: str) -> tuple[float, str | None]:
-    """'2' -> (2.0, None: generate's default --guide); '2:both' -> (2.0, 'both'): --guidance and --guide."""
-    w, _, guide = text.partition(":")
+SAMPLING_KEYS = {"sampler": str, "steps": int, "eta": float}  # GenerateConfig fields a setting may set
+KIND = {str: "a name", int: "an integer", float: "a number"}
+
+
+def guidance_setting(text: str) -> tuple:
+    """'2' -> (2.0, None: generate's default --guide); '2:both' -> (2.0, 'both'): --guidance and --guide;
+    '2:both:eta=1,steps=50' -> (2.0, 'both', 'eta=1,steps=50'): also generate's sampling options (sampler,
+    steps, eta; the ones not named stay generate's own: DDIM, the model's 20 steps, eta 0)."""
+    w, _, rest = text.partition(":")
+    guide, _, opts = rest.partition(":")
     if guide not in ("", "digit", "both"):
-        raise argparse.ArgumentTypeError(f"{text}: expected W, W:digit or W:both")
-    return float(w), guide or None
+        raise argparse.ArgumentTypeError(f"{text}: expected W, W:digit, W:both or W:GUIDE:KEY=V,...")
+    for item in filter(None, opts.split(",")):
+        key, eq, value = item.partition("=")
+        if key not in SAMPLING_KEYS or not eq:
+            raise argparse.ArgumentTypeError(f"{text}: {item!r} is not KEY=V with KEY one of {sorted(SAMPLING_KEYS)}")
+        try:
+            SAMPLING_KEYS[key](value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text}: {key} takes {KIND[SAMPLING_KEYS[key]]}, got {value!r}") from None
+    return (float(w), guide or None, opts) if opts else (float(w), guide or None)
+
+
+def setting_text(setting: tuple, default_guide: str = "") -> str:
+    """(2.0, 'both', 'eta=1') -> '2:both:eta=1', as given on the command line (a None guide -> default_guide)."""
+    w, guide, *opts = setting
+    return ":".join([f"{w:g}", guide or default_guide, *opts]).rstrip(":")
+
+
+def sampling_options(setting: tuple) -> dict:
+    """A setting's sampling options as GenerateConfig keyword arguments ({} when it names none)."""
+    opts = setting[2] if len(setting) > 2 else ""
+    return {k: SAMPLING_KEYS[k](v) for k, _, v in (item.partition("=") for item in filter(None, opts.split(",")))}
 
 
 def parse_args():
@@ -89,9 +117,10 @@ def parse_args():
     ap.add_argument("--per-digit", type=int, default=20, help="generated images per digit of a style")
     ap.add_argument("--symbol-count", type=int, default=200, help="generated symbols per domain")
     ap.add_argument("--guidance", type=guidance_setting, nargs="+", default=[(3.0, None)],
-                    metavar="W[:digit|both]",
-                    help="generate each concept at these guidance scales, W:GUIDE for a given --guide (one row "
-                         "each; the concept trains once; default: generate's own, 3 and its --guide default)")
+                    metavar="W[:digit|both[:KEY=V,...]]",
+                    help="generate each concept at these guidance scales, W:GUIDE for a given --guide, "
+                         "W:GUIDE:sampler=ddpm,steps=50,eta=1 for other sampling (one row each; the concept "
+                         "trains once; default: generate's own, 3 and its --guide default, DDIM 20, eta 0)")
     ap.add_argument("--seed", type=int, default=0,
                     help="seed of each concept's training and of its generated images (the 20 training images "
                          "and the base model's baseline stay at seed 0): one draw of a row's seed-to-seed spread")
@@ -168,24 +197,25 @@ def run_one(target: str, method: str, images: Path, work: Path, args, base, clfs
     return [score_one(target, method, res, setting, work, args, base, clfs) for setting in args.guidance]
 
 
-def score_one(target: str, method: str, res, setting: tuple[float, str | None], work: Path, args, base, clfs
-              ) -> dict:
-    """generate --concept at one guidance setting (scale, guide; None: generate's default) -> score; one row
-    of the table (its `guide` is the one generate used)."""
-    spec, (guidance, guide) = TARGETS[target], setting
+def score_one(target: str, method: str, res, setting: tuple, work: Path, args, base, clfs) -> dict:
+    """generate --concept at one setting (scale, guide: None is generate's default, and optional sampling
+    options) -> score; one row of the table (its `guide` is the one generate used)."""
+    spec, (guidance, guide), sampling = TARGETS[target], setting[:2], sampling_options(setting)
     per = args.per_digit if spec["kind"] == "domain" else args.symbol_count
     # generate's defaults keep the folder name the report's grids were made from
-    suffix = ("" if guidance == 3.0 else f"-w{guidance:g}") + (f"-{guide}" if guide else "")
+    suffix = (("" if guidance == 3.0 else f"-w{guidance:g}") + (f"-{guide}" if guide else "")
+              + "".join(f"-{k}{v:g}" if isinstance(v, (int, float)) else f"-{v}" for k, v in sampling.items()))
     gen_dir = work / "generated" / f"{target}-{method}{suffix}"
     gcfg = GenerateConfig(per_digit=per, model=args.model, concepts=(str(res.path),), guidance=guidance,
-                          guide=guide, seed=args.seed)
+                          guide=guide, seed=args.seed, **sampling)
     guide = resolve(gcfg, base[0]).guide
     timing = generate(gen_dir, base[0], base[1], gcfg, overwrite=True, progress=False)
     scores = {folder: score_folder(ev, gen_dir / folder, clfs[ev][0]) for folder, ev in spec["eval"].items()}
     sizes = folder_bytes(res.path)
     meta = res.meta
     row = {"target": target, "kind": spec["kind"], "method": method, "primary": spec["primary"],
-           "guidance": guidance, "guide": guide, "setting": list(setting), "seed": args.seed,
+           "guidance": guidance, "guide": guide, "setting": list(setting), "sampling": sampling,
+           "seed": args.seed,
            "generated_dir": str(gen_dir),
            "concept": str(res.path), "steps": meta["steps"], "lr": meta["lr"], "row_lr": meta.get("row_lr"),
            "rank": meta.get("rank"),
@@ -196,8 +226,9 @@ def score_one(target: str, method: str, res, setting: tuple[float, str | None], 
            "concept_bytes": sum(sizes.values()), "concept_files": sizes, "scores": scores,
            "base_identical": base_identical(base[0], res.path)}
     s = scores[spec["primary"]]
-    print(f"{target:<10} {method:<9} w {guidance:g} {guide}  acc {s['acc']:.3f}  FD {s['fd_generated_vs_real']:.2f} "
-          f"(real {s['fd_real_vs_real']:.2f})  retained {row['retained_acc']}  train {row['train_s']:.0f} s  "
+    print(f"{target:<10} {method:<9} w {setting_text(setting)} ({guide})  acc {s['acc']:.3f}  "
+          f"FD {s['fd_generated_vs_real']:.2f} (real {s['fd_real_vs_real']:.2f})  retained {row['retained_acc']}  "
+          f"train {row['train_s']:.0f} s  "
           f"{row['concept_bytes'] / 1024:.0f} KB", flush=True)
     return row
 
@@ -242,12 +273,14 @@ def save_grid(target: str, rows: list[dict], images: Path, work: Path, grids: Pa
 
 
 def print_table(out: dict) -> None:
-    head = (f"{'concept':<10} {'method':<9} {'w':>4} {'guide':<5} {'acc':>6} {'FD gen':>7} {'FD real':>7} {'ratio':>6} "
-            f"{'ret MNIST-M':>11} {'ret SVHN':>8} {'train s':>7} {'size KB':>8} {'base same':>9}")
+    head = (f"{'concept':<10} {'method':<9} {'w':>4} {'guide':<5} {'sampling':<16} {'acc':>6} {'FD gen':>7} "
+            f"{'FD real':>7} {'ratio':>6} {'ret MNIST-M':>11} {'ret SVHN':>8} {'train s':>7} {'size KB':>8} "
+            f"{'base same':>9}")
     print("\n" + head + "\n" + "-" * len(head))
     for r in out["runs"]:
         s, ret = r["scores"][r["primary"]], r["retained_acc"] or {}
-        print(f"{r['target']:<10} {r['method']:<9} {r['guidance']:>4g} {r['guide']:<5} "
+        sampling = ",".join(f"{k}={v}" for k, v in r.get("sampling", {}).items())
+        print(f"{r['target']:<10} {r['method']:<9} {r['guidance']:>4g} {r['guide']:<5} {sampling:<16} "
               f"{s['acc']:>6.3f} "
               f"{s['fd_generated_vs_real']:>7.2f} "
               f"{s['fd_real_vs_real']:>7.3f} {s['fd_generated_vs_real'] / s['fd_real_vs_real']:>5.1f}x "
@@ -255,7 +288,7 @@ def print_table(out: dict) -> None:
               f"{r['train_s']:>7.0f} {r['concept_bytes'] / 1024:>8.0f} {str(r['base_identical']):>9}")
         for folder, s2 in r["scores"].items():
             if folder != r["primary"]:
-                print(f"{'':<10} {'':<9} {'':>4} {'':<5} {s2['acc']:>6.3f} {s2['fd_generated_vs_real']:>7.2f} "
+                print(f"{'':<10} {'':<9} {'':>4} {'':<5} {'':<16} {s2['acc']:>6.3f} {s2['fd_generated_vs_real']:>7.2f} "
                       f"{s2['fd_real_vs_real']:>7.2f}   ({SYMBOL} drawn in {folder}, never trained there)")
     for b in out["baselines"]:
         print(f"base model's {b['source']} digits scored as {b['target']}: acc {b['acc']:.3f}, "
@@ -297,9 +330,11 @@ def main() -> None:
                         "prior_weight": args.prior_weight, "per_digit": args.per_digit,
                         "symbol_count": args.symbol_count, "model": args.model, "quick": args.quick,
                         "seed": args.seed, "classifier": asdict(ccfg),
-                        "guidance": [{"guidance": w, "guide": g or generate_default} for w, g in args.guidance],
-                        "sampler_note": f"{args.model}, DDIM 20 steps, guidance "
-                                        f"{', '.join(f'{w:g} ({g or generate_default})' for w, g in args.guidance)}"
+                        "guidance": [{"guidance": st[0], "guide": st[1] or generate_default,
+                                      "sampling": sampling_options(st) or "generate's default (DDIM 20, eta 0)"}
+                                     for st in args.guidance],
+                        "sampler_note": f"{args.model}, DDIM 20 steps unless a setting says otherwise, guidance "
+                                        f"{', '.join(setting_text(st, generate_default) for st in args.guidance)}"
                                         f", seed {args.seed} (the base model's baseline: seed 0)"},
            "classifiers": {ev: meta for ev, (_, meta) in clfs.items()}, "classifier_s": classifier_s,
            "baselines": base_rows(targets, work, args, base, clfs), "targets": out_targets, "runs": runs,
