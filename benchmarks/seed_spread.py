@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sampler", default=None, help="generate's --sampler (default: the model's own)")
     ap.add_argument("--steps", type=int, default=None, help="generate's --steps (default: the model's own)")
+    ap.add_argument("--eta", type=float, default=0.0, help="generate's --eta (DDIM; default 0: deterministic)")
     ap.add_argument("--per-digit", type=int, default=50)
     ap.add_argument("--work", default="/tmp/seed_spread", help="generated images (replaced per setting)")
     ap.add_argument("--out", required=True, help="results JSON")
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
         per_seed = {}
         for seed in args.seeds:
             cfg = GenerateConfig(per_digit=args.per_digit, model=args.model, guidance=w, seed=seed,
-                                 sampler=args.sampler, steps=args.steps)
+                                 sampler=args.sampler, steps=args.steps, eta=args.eta)
             row, timing = generate_and_score(Path(args.work) / f"w{w:g}_s{seed}", model, schedule, cfg)
             per_seed[str(seed)] = {**row, "generate_s": timing["total_s"]}
             print(f"w {w:g} seed {seed}: "
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
         print(f"  w {w:>4}: " + "  ".join(f"{m} {r['mean'][m]['acc']:.4f} / {r['mean'][m]['fd']:.3f}" for m in DOMAINS)
               + f"   {r['seeds_passing_gate']}/{len(args.seeds)} seeds pass")
     record = {"command": command_line(), "model": args.model, "seeds": args.seeds,
-              "per_digit": args.per_digit, "sampler": args.sampler, "steps": args.steps, "gate": GATE,
+              "per_digit": args.per_digit, "sampler": args.sampler, "steps": args.steps, "eta": args.eta, "gate": GATE,
               "results": results, "machine": finish_machine(where), "wall_s": time.perf_counter() - t0}
     write_record(args.out, record)
     return 0
