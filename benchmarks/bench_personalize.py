@@ -46,6 +46,7 @@ from difflab.concepts.style_eval import EvalClassifierConfig, eval_classifier, s
 from difflab.data.datasets import cache_dir  # noqa: E402
 from difflab.data.styles import SYMBOL, make_style, write_style_set, write_symbol_set  # noqa: E402
 from difflab.digits.generate import GenerateConfig, generate, resolve  # noqa: E402
+from difflab.errors import DifflabError  # noqa: E402
 from difflab.io import image_files, load_image  # noqa: E402
 from difflab.models.digits import load_digit_model  # noqa: E402
 from difflab.report.personalize import comparison_grid  # noqa: E402
@@ -86,7 +87,12 @@ def guidance_setting(text: str) -> tuple:
             SAMPLING_KEYS[key](value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text}: {key} takes {KIND[SAMPLING_KEYS[key]]}, got {value!r}") from None
-    return (float(w), guide or None, opts) if opts else (float(w), guide or None)
+    setting = (float(w), guide or None, opts) if opts else (float(w), guide or None)
+    try:  # generate's own checks (sampler name, eta range, steps >= 1), before any concept trains
+        GenerateConfig(model="teacher", guidance=setting[0], guide=setting[1], **sampling_options(setting))
+    except DifflabError as err:
+        raise argparse.ArgumentTypeError(f"{text}: {err}") from None
+    return setting
 
 
 def setting_text(setting: tuple, default_guide: str = "") -> str:

@@ -44,6 +44,9 @@ def test_settings_parse_into_generate_options(bench, text, setting, options):
     ("2:both:eta=x", "eta takes a number, got 'x'"),
     ("2:both:steps=2.5", "steps takes an integer, got '2.5'"),
     ("2:both:karras=1", "'karras=1' is not KEY=V with KEY one of ['eta', 'sampler', 'steps']"),
+    ("2:both:sampler=euler", "unknown sampler 'euler'"),  # generate's own checks, at parse time
+    ("2:both:eta=2", "--eta must be in [0, 1], got 2"),
+    ("2:both:steps=0", "--steps must be at least 1, got 0"),
 ])
 def test_a_malformed_setting_is_refused_in_one_line(bench, text, message):
     with pytest.raises(argparse.ArgumentTypeError) as err:
