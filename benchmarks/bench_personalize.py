@@ -71,6 +71,21 @@ SAMPLING_KEYS = {"sampler": str, "steps": int, "eta": float}  # GenerateConfig f
 KIND = {str: "a name", int: "an integer", float: "a number"}
 
 
+def parse_options(opts: str) -> dict:
+    """'eta=1,steps=50' -> {'eta': 1.0, 'steps': 50}: GenerateConfig keyword arguments; ValueError naming the
+    item that is not KEY=V with a known KEY and a value of its type."""
+    out = {}
+    for item in filter(None, opts.split(",")):
+        key, eq, value = item.partition("=")
+        if key not in SAMPLING_KEYS or not eq:
+            raise ValueError(f"{item!r} is not KEY=V with KEY one of {sorted(SAMPLING_KEYS)}")
+        try:
+            out[key] = SAMPLING_KEYS[key](value)
+        except ValueError:
+            raise ValueError(f"{key} takes {KIND[SAMPLING_KEYS[key]]}, got {value!r}") from None
+    return out
+
+
 def guidance_setting(text: str) -> tuple:
     """'2' -> (2.0, None: generate's default --guide); '2:both' -> (2.0, 'both'): --guidance and --guide;
     '2:both:eta=1,steps=50' -> (2.0, 'both', 'eta=1,steps=50'): also generate's sampling options (sampler,
@@ -79,20 +94,11 @@ def guidance_setting(text: str) -> tuple:
     guide, _, opts = rest.partition(":")
     if guide not in ("", "digit", "both"):
         raise argparse.ArgumentTypeError(f"{text}: expected W, W:digit, W:both or W:GUIDE:KEY=V,...")
-    for item in filter(None, opts.split(",")):
-        key, eq, value = item.partition("=")
-        if key not in SAMPLING_KEYS or not eq:
-            raise argparse.ArgumentTypeError(f"{text}: {item!r} is not KEY=V with KEY one of {sorted(SAMPLING_KEYS)}")
-        try:
-            SAMPLING_KEYS[key](value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text}: {key} takes {KIND[SAMPLING_KEYS[key]]}, got {value!r}") from None
-    setting = (float(w), guide or None, opts) if opts else (float(w), guide or None)
-    try:  # generate's own checks (sampler name, eta range, steps >= 1), before any concept trains
-        GenerateConfig(model="teacher", guidance=setting[0], guide=setting[1], **sampling_options(setting))
-    except DifflabError as err:
+    try:  # the options' syntax, then generate's own checks (sampler name, eta range, steps >= 1)
+        GenerateConfig(model="teacher", guidance=float(w), guide=guide or None, **parse_options(opts))
+    except (ValueError, DifflabError) as err:
         raise argparse.ArgumentTypeError(f"{text}: {err}") from None
-    return setting
+    return (float(w), guide or None, opts) if opts else (float(w), guide or None)
 
 
 def setting_text(setting: tuple, default_guide: str = "") -> str:
@@ -102,9 +108,8 @@ def setting_text(setting: tuple, default_guide: str = "") -> str:
 
 
 def sampling_options(setting: tuple) -> dict:
-    """A setting's sampling options as GenerateConfig keyword arguments ({} when it names none)."""
-    opts = setting[2] if len(setting) > 2 else ""
-    return {k: SAMPLING_KEYS[k](v) for k, _, v in (item.partition("=") for item in filter(None, opts.split(",")))}
+    """A (parsed, so valid) setting's sampling options as GenerateConfig keyword arguments ({} when none)."""
+    return parse_options(setting[2] if len(setting) > 2 else "")
 
 
 def parse_args():
