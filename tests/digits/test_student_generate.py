@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from difflab.diffusion.schedule import NoiseSchedule
-from difflab.digits.generate import GenerateConfig, generate, resolve, sample_chunks
+from difflab.digits.generate import GenerateConfig, generate, make_sampler, resolve, sample_chunks
 from difflab.errors import DifflabError
 from difflab.models.digits import DEFAULT_MODEL, STUDENT_MODEL, load_digit_model, model_path
 
@@ -54,6 +54,15 @@ def test_student_refuses_what_it_was_not_distilled_for(distilled, change, messag
 def test_teacher_defaults_resolve_to_todays_sampler(tiny_unet):
     cfg = resolve(GenerateConfig(model="teacher"), tiny_unet)
     assert (cfg.steps, cfg.sampler, cfg.guidance) == (20, "ddim", 3.0)
+
+
+@pytest.mark.parametrize("sampler, steps", [("ddim", 20), ("ddpm", 20), ("dpmpp-2m", 10), ("unipc", 10)])
+def test_teacher_default_steps_follow_the_sampler(tiny_unet, sampler, steps):
+    # the solvers draw better digits at 10 steps than at 20 (docs/RESULTS.md §1); an explicit --steps still wins
+    assert resolve(GenerateConfig(model="teacher", sampler=sampler), tiny_unet).steps == steps
+    assert resolve(GenerateConfig(model="teacher", sampler=sampler, steps=7), tiny_unet).steps == 7
+    sampler_obj = make_sampler(GenerateConfig(model="teacher", sampler=sampler), NoiseSchedule(), tiny_unet)
+    assert len(sampler_obj.timesteps) == steps
 
 
 @pytest.mark.parametrize("bad", [dict(guidance=float("nan")), dict(guidance=float("inf")), dict(guidance=-1.0),

@@ -22,7 +22,7 @@ GENERATE = {
                   "faster, the teacher's accuracy over 5 seeds: docs/RESULTS.md §7) or a digit model .safetensors",
                   shown="student; teacher with --concept and for `digits reverse`/`digits sweep`"),
     "guidance": "classifier-free guidance scale w (0: unconditional, 1: conditional, > 1: guided)",
-    "steps": Flag("sampler steps", shown="the model's own: student 4, teacher 20"),
+    "steps": Flag("sampler steps", shown="the model's own: student 4, teacher 20, or 10 with dpmpp-2m and unipc"),
     "sampler": Flag("the teacher's sampler (a student runs the DDIM it was distilled for)",
                     choices=GENERATE_SAMPLERS, shown="ddim"),
     "eta": "DDIM eta: 0 is deterministic, 1 DDPM-like",
