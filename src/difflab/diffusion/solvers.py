@@ -24,7 +24,8 @@ from difflab.diffusion.sampling import DDIMSampler, DDPMSampler, EpsFn, StepOutp
 from difflab.diffusion.schedule import SPACINGS, NoiseSchedule, make_timesteps
 from difflab.errors import DifflabError
 
-SAMPLERS = ("ddim", "ddpm", "dpmpp-2m", "unipc")
+MULTISTEP_SOLVERS = ("dpmpp-2m", "unipc")  # the high-order solvers: linspace spacing, optional Karras sigmas
+SAMPLERS = ("ddim", "ddpm") + MULTISTEP_SOLVERS
 
 
 def solver_timesteps(num_train_timesteps: int, steps: int, spacing: str = "linspace") -> np.ndarray:
@@ -291,7 +292,7 @@ def make_sampler(name: str, schedule: NoiseSchedule, steps: int, *, eta: float =
         raise DifflabError(f"steps must be an integer in [1, {T}], got {steps!r}")
     if eta != 0 and name != "ddim":
         raise DifflabError(f"eta applies to ddim only, not {name} (got eta {eta})")
-    if karras and name not in ("dpmpp-2m", "unipc"):
+    if karras and name not in MULTISTEP_SOLVERS:
         raise DifflabError(f"Karras sigmas apply to dpmpp-2m and unipc only, not {name}")
     if not final_alpha_one and name != "ddim":
         raise DifflabError(f"final_alpha_one=False applies to ddim only ({name} ends at alpha_bar = 1)")

@@ -24,6 +24,8 @@ from difflab.checks import check_count, check_eta, check_guidance, check_seed
 from difflab.data import DOMAINS
 from difflab.device import autocast, check_device, cpu_generator, move, randn, resolve_device, stream_generator, sync
 from difflab.diffusion.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn
+from difflab.diffusion.solvers import MULTISTEP_SOLVERS
+from difflab.diffusion.solvers import make_sampler as make_solver
 from difflab.errors import DifflabError
 from difflab.io import save_png, staged_output_dir, to_uint8
 from difflab.models.state import unwrap
@@ -118,7 +120,7 @@ def draws_a_lora_style(cfg: GenerateConfig) -> bool:
 
 def default_steps(sampler: str | None) -> int:
     """The teacher's step count when --steps is not given: SOLVER_STEPS for dpmpp-2m and unipc, else TEACHER_STEPS."""
-    return SOLVER_STEPS if sampler in ("dpmpp-2m", "unipc") else TEACHER_STEPS
+    return SOLVER_STEPS if sampler in MULTISTEP_SOLVERS else TEACHER_STEPS
 
 
 def resolve(cfg: GenerateConfig, model) -> GenerateConfig:
@@ -199,8 +201,6 @@ def make_sampler(cfg: GenerateConfig, schedule, model=None):
         return DDPMSampler(schedule, steps=steps)
     if cfg.sampler in (None, "ddim"):
         return DDIMSampler(schedule, steps=steps, eta=cfg.eta, clip_x0=1.0)
-    from difflab.diffusion.solvers import make_sampler as make_solver
-
     return make_solver(cfg.sampler, schedule, steps, karras=cfg.karras, clip_x0=1.0)
 
 
