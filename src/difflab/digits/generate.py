@@ -24,7 +24,7 @@ from difflab.checks import check_count, check_eta, check_guidance, check_seed
 from difflab.data import DOMAINS
 from difflab.device import autocast, check_device, cpu_generator, move, randn, resolve_device, stream_generator, sync
 from difflab.diffusion.sampling import DDIMSampler, DDPMSampler, cfg_eps_fn
-from difflab.diffusion.solvers import MULTISTEP_SOLVERS
+from difflab.diffusion.solvers import MULTISTEP_SOLVERS, SAMPLERS
 from difflab.diffusion.solvers import make_sampler as make_solver
 from difflab.errors import DifflabError
 from difflab.io import save_png, staged_output_dir, to_uint8
@@ -35,7 +35,7 @@ TEACHER_STEPS = 20  # the teacher's default DDIM (and DDPM) steps (its quality p
 # The high-order solvers' default: on the teacher at w 3, DPM-Solver++(2M) at 10 steps beats its own 20 on accuracy
 # and Fréchet in both domains over five seeds (UniPC alike over two), at half the passes (docs/RESULTS.md §1)
 SOLVER_STEPS = 10
-GENERATE_SAMPLERS = ("ddim", "ddpm", "dpmpp-2m", "unipc")
+GENERATE_SAMPLERS = SAMPLERS  # generate offers every sampler the solvers module makes
 
 
 @dataclass
