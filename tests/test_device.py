@@ -161,6 +161,7 @@ def test_trainer_joins_with_the_backend_of_its_device(fake_cuda, monkeypatch, ca
     ["digits", "train", "--out-dir", "{out}"], ["digits", "train-classifier", "--domain", "svhn", "--out",
                                                   "{out}/c.safetensors"],
     ["digits", "distill", "--out-dir", "{out}"],
+    ["digits", "reverse", "{out}/r.png"], ["digits", "sweep", "{out}"], ["report", "{out}"],
     ["ddim", "sample", "{tmp}/noise", "{out}"], ["ddim", "eta-grid", "{out}"], ["ddim", "interpolate", "{out}"],
     ["ddim", "invert", "{tmp}/images", "{out}"],
     ["clip", "zeroshot", "{tmp}/images", "--model", "{tmp}/clip", "--out", "{out}"],

@@ -8,6 +8,7 @@ from difflab import device as D
 from difflab.diffusion.schedule import NoiseSchedule
 from difflab.digits.generate import GenerateConfig, sample_chunks
 
+from .concept_helpers import run
 from .conftest import TINY
 from .test_ddp import assert_same_state, run_ranks
 
@@ -92,6 +93,37 @@ def test_cli_generate_on_the_card(tmp_path, capsys):
                  "--device", "cuda"]) == 0
     assert len(list((tmp_path / "out" / "svhn").glob("*.png"))) == 10
     assert main(["digits", "eval", str(tmp_path / "out"), "--device", "cuda"]) == 0
+
+
+@pytest.mark.parametrize("method", ["ti", "lora"])
+def test_personalization_on_the_card(tmp_path, base, symbol_dir, method):
+    from difflab.concepts.concept import load_concept
+
+    if method == "lora":
+        pytest.importorskip("peft")
+    kw = dict(kind="digit", name="star", domain="svhn", method=method, device="cuda", eval_per_digit=1,
+              **({"rank": 2} if method == "lora" else {}))
+    torch.cuda.reset_peak_memory_stats()
+    a = load_concept(run(symbol_dir, tmp_path / "a", base, **kw).path)
+    assert torch.cuda.max_memory_allocated() > 0  # it ran on the card
+    b = load_concept(run(symbol_dir, tmp_path / "b", base, **kw).path)
+    # same seed, same card: the same concept up to cuDNN's backward kernels, which may sum in any order
+    assert torch.allclose(a.row, b.row, atol=1e-4) and not torch.equal(a.row, torch.zeros_like(a.row))
+    for k in a.lora or {}:
+        assert torch.allclose(a.lora[k], b.lora[k], atol=1e-4), k
+
+
+@pytest.mark.parametrize("argv", [["digits", "generate", "{out}"], ["report", "{out}"], ["ddim", "eta-grid", "{out}"],
+                                  ["digits", "train", "--out-dir", "{out}"]])
+def test_a_card_that_is_not_there_is_refused_in_one_line(tmp_path, capsys, argv):
+    from difflab.cli import main
+
+    n = torch.cuda.device_count()
+    out = tmp_path / "out"
+    assert main([a.format(out=out) for a in argv] + ["--device", f"cuda:{n}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--device cuda:{n}:" in err and f"cuda:{n - 1})" in err, err
+    assert not out.exists()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2,

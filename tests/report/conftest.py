@@ -129,7 +129,8 @@ def report_run(tmp_path_factory, tiny_model, tiny_student, classifiers, data_roo
     """One small report with every section: (out_dir, info, config, kwargs)."""
     from difflab.report.run import run_report
 
-    cfg = ReportConfig(**TINY_CFG)
+    # device named: every caption command then carries --device, and test_report re-runs them with it
+    cfg = ReportConfig(**TINY_CFG, device="cpu")
     clip, images, labels = zeroshot_inputs
     out = tmp_path_factory.mktemp("report") / "out"
     kwargs = dict(model_path=tiny_model[0], classifiers=classifiers, data_root=data_root, clip=clip,

@@ -179,3 +179,29 @@ def test_ti_section_without_scores_says_how_to_get_them(tmp_path, tiny_model, cl
     assert check_links(out / "index.html") == []
     assert "w = 1.5 are those of the grids above" in page
     assert np.array_equal(pixels(out / "digits/svhn/8_001.png"), pixels(out / "sweep/guidance_1.5/svhn/8_001.png"))
+
+
+@pytest.mark.gpu
+def test_report_on_the_card(report_run, tmp_path):
+    """`difflab report --device cuda`: every section runs, its networks on the card, and each caption's
+    command names the card (scripts/gpu_check.sh runs this on a lent GPU)."""
+    import dataclasses
+
+    import torch
+
+    from difflab.report.run import run_report
+
+    _, info_cpu, cfg, kw = report_run
+    out = tmp_path / "gpu"
+    torch.cuda.reset_peak_memory_stats()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIFFLAB_PERSONALIZE_RESULTS", str(tmp_path / "no_personalize_results.json"))
+        info = run_report(out, dataclasses.replace(cfg, device="cuda"), progress=False, **kw)
+    assert torch.cuda.max_memory_allocated() > 0
+    assert info["sections"].keys() == info_cpu["sections"].keys()
+    assert info["numbers"].keys() == info_cpu["numbers"].keys() and info["config"]["device"] == "cuda"
+    commands = [html.unescape(c) for c in re.findall(r"<pre><code>(.*?)</code></pre>",
+                                                     (out / "index.html").read_text(encoding="utf-8"), re.S)]
+    runs_networks = [c for c in commands if c.startswith(("difflab digits", "difflab ddim", "difflab clip"))
+                     and not c.startswith("difflab digits info")]
+    assert len(runs_networks) >= 8 and all("--device cuda" in c for c in runs_networks), commands

@@ -15,6 +15,7 @@ from difflab.report.config import ReportConfig
 
 def _words() -> dict:
     """What each ReportConfig field means on the command line (the digit settings read as generate's)."""
+    from difflab.device import DEVICE_HELP
     from difflab.digits.flags import GENERATE
 
     return {
@@ -31,6 +32,7 @@ def _words() -> dict:
         "interp_num": "images of the slerp/lerp strips",
         "invert_count": "generated images inverted to noise and re-sampled (at most --per-digit)",
         "invert_guidance": "guidance scale of inversion and re-sampling (1: the conditional model)",
+        "device": DEVICE_HELP,
     }
 
 

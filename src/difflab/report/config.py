@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from difflab.checks import check_count, check_digit, check_etas, check_guidance, check_seed
 from difflab.ddim.config import EtaGridConfig, InterpolateConfig
+from difflab.device import check_device
 from difflab.digits.generate import TEACHER_STEPS, GenerateConfig
 from difflab.digits.reverse import DEFAULT_TIMESTEPS
 from difflab.digits.sweep import DEFAULT_SCALES, parse_scales
@@ -43,6 +44,8 @@ class ReportConfig:
     # CFG > 1 extrapolates away from both predictions, which the first-order inverse ODE step does not
     # undo well; the conditional model (w = 1) is the usual choice for inversion
     invert_guidance: float = 1.0
+    # where every network of the report runs (teacher, student, classifiers, DDIM figures, CLIP)
+    device: str = "auto"
 
     def __post_init__(self):
         """Checked when built, so the CLI, the API and `report_command` share one check."""
@@ -61,10 +64,11 @@ class ReportConfig:
             raise DifflabError(f"--invert-count {self.invert_count} exceeds --per-digit {self.per_digit}")
         check_etas("etas", self.etas)
         parse_scales(list(self.sweep_scales), "--sweep-scales")
+        check_device(self.device)  # a device that is not there: one line, before any work
         for t in self.timesteps:  # their upper end is the model's T: checked once it is loaded
             check_count("timesteps", t, 0)
 
     def generate_config(self, per_digit: int | None = None, guidance: float | None = None):
         return GenerateConfig(per_digit=per_digit or self.per_digit, model="teacher", sampler="ddim",
                               guidance=self.guidance if guidance is None else guidance, steps=self.steps,
-                              seed=self.seed, batch_size=self.batch_size, bf16=self.bf16)
+                              seed=self.seed, batch_size=self.batch_size, bf16=self.bf16, device=self.device)

@@ -16,6 +16,11 @@ from difflab.diffusion.schedule import NoiseSchedule
 from difflab.report.config import ReportConfig
 
 
+def device_flag(device: str) -> list[str]:
+    """The --device flag of a caption's command: none for "auto", the default of every command."""
+    return [] if device == "auto" else ["--device", device]
+
+
 @dataclass
 class Context:
     """What every section reads (settings, model) and writes (files under `stage`, numbers)."""

@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import torch
 
-from difflab.report.context import Context
+from difflab.report.context import Context, device_flag
 from difflab.report.html import figure, table
 from difflab.viz import save_image
 
@@ -27,12 +27,12 @@ def _ddim_config(ctx: Context):
 def _model(ctx: Context, guidance: float):
     from difflab.models.loaders import load_digits
 
-    return load_digits(ctx.model_path, ctx.cfg.digit, DOMAIN, guidance)
+    return load_digits(ctx.model_path, ctx.cfg.digit, DOMAIN, guidance, device=ctx.cfg.device)
 
 
 def _model_flags(ctx: Context, guidance: float) -> list[str]:
     return ["--digit", str(ctx.cfg.digit), "--domain", DOMAIN, "--guidance", f"{guidance:g}",
-            *ctx.model_flag(ddim=True)]
+            *ctx.model_flag(ddim=True), *device_flag(ctx.cfg.device)]
 
 
 def eta_grid(ctx: Context) -> str:

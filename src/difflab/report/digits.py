@@ -11,7 +11,7 @@ import numpy as np
 from difflab.data import DOMAINS
 from difflab.digits.evaluate import PRETTY
 from difflab.io import load_image
-from difflab.report.context import Context
+from difflab.report.context import Context, device_flag
 from difflab.report.html import command_block, figure, paragraph, table
 from difflab.viz import save_image
 
@@ -20,7 +20,7 @@ def gen_flags(cfg) -> list[str]:
     """The `digits generate/reverse/sweep` flags that fix the images (guidance is added by the caller)."""
     flags = ["--per-digit", str(cfg.per_digit), "--steps", str(cfg.steps), "--sampler", cfg.sampler,
              "--eta", f"{cfg.eta:g}", "--seed", str(cfg.seed), "--batch-size", str(cfg.batch_size)]
-    return flags + ([] if cfg.bf16 else ["--fp32"])
+    return flags + ([] if cfg.bf16 else ["--fp32"]) + device_flag(cfg.device)
 
 
 def classifier_flags(ctx: Context) -> list[str]:
@@ -37,7 +37,7 @@ def grids_and_table(ctx: Context) -> str:
 
     cfg = ctx.cfg.generate_config()
     timing = generate(ctx.stage / "digits", ctx.model, ctx.schedule, cfg, progress=ctx.progress)
-    res = evaluate(ctx.stage / "digits", ctx.classifiers, data_root=ctx.data_root)
+    res = evaluate(ctx.stage / "digits", ctx.classifiers, data_root=ctx.data_root, device=cfg.device)
     ctx.numbers["digits"] = {"generate": timing, "eval": res}
     gen = ctx.command("digits", "generate", ctx.path("digits"), "--guidance", f"{cfg.guidance:g}",
                       *gen_flags(cfg), *ctx.model_flag(), "--overwrite")
@@ -63,7 +63,8 @@ def grids_and_table(ctx: Context) -> str:
         f"alone gives, so values near it are as close to real as {10 * n} images can tell. {10 * n} images per "
         f"domain: one mistake moves the accuracy by {100 / (10 * n):.2f} points."))
     parts.append(paragraph("Regenerate the table (after the images above):"))
-    parts.append(command_block(ctx.command("digits", "eval", ctx.path("digits"), *classifier_flags(ctx))))
+    parts.append(command_block(ctx.command("digits", "eval", ctx.path("digits"), *classifier_flags(ctx),
+                                           *device_flag(ctx.cfg.device))))
     parts.append(paragraph(f"Generation took {timing['total_s']:.1f} s for {timing['images']} images "
                            f"(network {timing['network_s']:.1f} s, everything else {timing['other_s']:.1f} s).",
                            "note"))

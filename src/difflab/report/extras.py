@@ -15,7 +15,7 @@ import numpy as np
 
 from difflab.errors import DifflabError
 from difflab.io import open_image, read_json
-from difflab.report.context import Context
+from difflab.report.context import Context, device_flag
 from difflab.report.html import command_block, figure, paragraph, table
 from difflab.viz import save_image
 
@@ -23,8 +23,8 @@ TI_THUMB = 128  # px per textual-inversion tile: SD images are 512 px, a sheet o
 TI_COLUMNS = 8
 
 
-def prepare_zeroshot(clip_dir, images_dir, labels):
-    """Load the CLIP model and scan the image folder now; returns the loaded ClipScorer."""
+def prepare_zeroshot(clip_dir, images_dir, labels, device: str = "auto"):
+    """Load the CLIP model onto `device` and scan the image folder now; returns the loaded ClipScorer."""
     from difflab.clip.dataset import scan_folder
     from difflab.models.clip import ClipScorer
 
@@ -33,7 +33,7 @@ def prepare_zeroshot(clip_dir, images_dir, labels):
     if labels is not None and images_dir is None:
         raise DifflabError("--labels needs --clip and --zeroshot")
     scan_folder(images_dir, labels)
-    return ClipScorer.from_pretrained(clip_dir)
+    return ClipScorer.from_pretrained(clip_dir, device=device)
 
 
 def zeroshot(ctx: Context) -> str:
@@ -49,7 +49,8 @@ def zeroshot(ctx: Context) -> str:
     ctx.numbers["zeroshot"] = {k: s[k] for k in ("n_images", "n_classes", "top1", f"top{s['top_k']}", "n_skipped")}
     labels = ["--labels", config.labels] if config.labels else []
     cmd = ctx.command("clip", "zeroshot", config.images_dir, "--model", config.model, *labels,
-                      "--out", ctx.path("clip"), "--overwrite")
+                      "--out", ctx.path("clip"),
+                      *device_flag(ctx.cfg.device), "--overwrite")
     k = s["top_k"]
     scored = sorted((v["accuracy"], name, v["n"]) for name, v in s["per_class"].items() if v["n"])
     parts = [

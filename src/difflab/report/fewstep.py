@@ -105,7 +105,7 @@ def run_candidate(ctx: Context, c: Candidate) -> dict:
     counter = RowCounter(c.model)
     cfg = resolve(c.cfg, counter)
     timing = generate(folder, counter, c.schedule, cfg, progress=ctx.progress)
-    res = evaluate(folder, ctx.classifiers, data_root=ctx.data_root)
+    res = evaluate(folder, ctx.classifiers, data_root=ctx.data_root, device=cfg.device)
     d = res["domains"]
     command = ctx.command("digits", "generate", ctx.path(f"fewstep/{c.name}"), "--guidance", f"{cfg.guidance:g}",
                           *gen_flags(cfg), *c.flags, "--overwrite")

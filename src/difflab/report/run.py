@@ -69,7 +69,7 @@ def _check_inputs(cfg: ReportConfig, model_path, classifiers, clip, zeroshot, la
         load_classifier(p or default_classifier_path(m))
     zs = None
     if clip is not None or zeroshot is not None or labels is not None:
-        scorer = extras.prepare_zeroshot(clip, zeroshot, labels)
+        scorer = extras.prepare_zeroshot(clip, zeroshot, labels, cfg.device)
         zs = {"clip": clip, "images": zeroshot, "labels": labels, "scorer": scorer}
     if ti is not None:
         extras.ti_layout(ti)
