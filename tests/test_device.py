@@ -56,6 +56,18 @@ def test_gpu_machine(fake_cuda):
     assert D.available_devices() == ["cpu", "cuda:0", "cuda:1"]
 
 
+def test_run_records_name_the_card_they_ran_on(fake_cuda, monkeypatch):
+    from difflab.runtime import machine_line
+    from difflab.training.common import run_record
+
+    fake_cuda(2, current=1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: f"Card {torch.device(d).index}")
+    assert machine_line(2, "cuda:0").endswith(" 2 process(es), torch " + torch.__version__ + ", on Card 0")
+    assert run_record(1.0, 1, device=torch.device("cuda", 1))["machine"].endswith(", on Card 1")
+    assert machine_line(device="auto").endswith(", on Card 1")  # auto: the current card
+    assert "on Card" not in machine_line(device="cpu") and "on Card" not in machine_line()
+
+
 def test_index_beyond_the_last_card_names_the_cards(fake_cuda):
     fake_cuda(1)
     with pytest.raises(DifflabError, match=r"^--device cuda:7: this machine has 1 CUDA device "

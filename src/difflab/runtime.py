@@ -87,13 +87,19 @@ def machine(**extra) -> dict:
             "load_average_at_start": load_average(), **extra}
 
 
-def machine_line(processes: int | None = None) -> str:
+def machine_line(processes: int | None = None, device=None) -> str:
     """The machine in one line for a file's own record (a checkpoint's `train_run`, a concept.json):
-    'CPU, N cores[, P process(es)], torch V'."""
+    'CPU, N cores[, P process(es)], torch V[, on GPU NAME]' (the card's name when `device` is a CUDA one,
+    so a record says it was made on a card, not only that one was there)."""
     import torch
 
     procs = "" if processes is None else f", {processes} process(es)"
-    return f"{cpu_name()}, {os.cpu_count()} cores{procs}, torch {torch.__version__}"
+    from difflab.device import resolve_device
+
+    card = ""
+    if device is not None and (device := resolve_device(device)).type == "cuda":  # "auto" too
+        card = f", on {torch.cuda.get_device_name(device)}"
+    return f"{cpu_name()}, {os.cpu_count()} cores{procs}, torch {torch.__version__}{card}"
 
 
 def finish_machine(info: dict) -> dict:

@@ -330,7 +330,7 @@ def _meta(cfg: PersonalizeConfig, data: ConceptImages, model, digest: str, drops
         "row": {"table": TABLES[cfg.kind], "index": table.base.num_embeddings, "init": "the null row"},
         "condition_dropout": {"drop_both": drops.drop_both, "drop_digit": drops.drop_digit,
                               "drop_domain": drops.drop_domain},
-        "machine": machine_line(),
+        "machine": machine_line(device=cfg.device),
         "date": time.strftime("%Y-%m-%d"),
     }
     if cfg.kind == "domain":

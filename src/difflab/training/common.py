@@ -36,10 +36,11 @@ def lr_at(step: int, cfg, total: int | None = None) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def run_record(wall_s: float, legs: int, processes: int | None = None) -> dict:
+def run_record(wall_s: float, legs: int, processes: int | None = None, device=None) -> dict:
     """The keys every run's `train_run` record shares (`difflab digits info` reads them): training seconds
-    over all legs, legs (processes that made it; 1 = one uninterrupted curve), machine and date."""
-    return {"wall_s": round(wall_s, 1), "legs": legs, "machine": machine_line(processes),
+    over all legs, legs (processes that made it; 1 = one uninterrupted curve), machine (with the card's
+    name when `device` is CUDA) and date."""
+    return {"wall_s": round(wall_s, 1), "legs": legs, "machine": machine_line(processes, device),
             "date": time.strftime("%Y-%m-%d")}
 
 

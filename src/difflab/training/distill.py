@@ -247,8 +247,8 @@ class StudentTrainer:
         student_s = before["student_s"] + (time.time() - self.leg_start if self.leg_start is not None else 0.0)
         trajectories_s = before["trajectories_s"] + self.trajectories_s
         legs = before["legs"] + (1 if self.leg_steps or not before["legs"] else 0)  # a re-run with nothing left: 0
-        run = {**run_record(trajectories_s + student_s, legs), "trajectories_s": round(trajectories_s, 1),
-                "student_s": round(student_s, 1)}
+        run = {**run_record(trajectories_s + student_s, legs, device=self.device),
+               "trajectories_s": round(trajectories_s, 1), "student_s": round(student_s, 1)}
         if before.get("steps") is not None:  # updates over all legs (a leg started with --init counts from 0)
             run["steps"] = before["steps"] + self.leg_steps
         return run

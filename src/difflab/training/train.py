@@ -198,7 +198,7 @@ class Trainer:
         """The run's own record (`difflab digits info`): training seconds over all legs, the number of
         legs (separate processes that made it; 1 = one uninterrupted curve), machine and date."""
         wall = self.wall_before + (self.clock() - self.leg_start)
-        return {**run_record(wall, self.legs, self.world),
+        return {**run_record(wall, self.legs, self.world, self.device),
                 "total_steps": self.total_steps, "time_budget_min": self.cfg.time_budget}
 
     def _meta(self) -> dict:
