@@ -32,6 +32,7 @@ def test_page_figures_captions_and_links(report_run):
     out, info, cfg, _ = report_run
     page = (out / "index.html").read_text(encoding="utf-8")
     assert check_links(out / "index.html") == []
+    assert info["device"] == "cpu" and "networks on cpu." in page  # where the networks ran, said on the page
     imgs = re.findall(r'<img src="([^"]+)"', page)
     assert imgs == FIGURES  # every figure, in reading order, and nothing else
     figures = re.findall(r"<figure>(.*?)</figure>", page, re.S)
@@ -200,6 +201,7 @@ def test_report_on_the_card(report_run, tmp_path):
     assert torch.cuda.max_memory_allocated() > 0
     assert info["sections"].keys() == info_cpu["sections"].keys()
     assert info["numbers"].keys() == info_cpu["numbers"].keys() and info["config"]["device"] == "cuda"
+    assert info["device"] == f"cuda:0 ({torch.cuda.get_device_name(0)})"
     commands = [html.unescape(c) for c in re.findall(r"<pre><code>(.*?)</code></pre>",
                                                      (out / "index.html").read_text(encoding="utf-8"), re.S)]
     runs_networks = [c for c in commands if c.startswith(("difflab digits", "difflab ddim", "difflab clip"))

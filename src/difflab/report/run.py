@@ -125,7 +125,8 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
     model, schedule, meta, classifiers, zs = _check_inputs(cfg, model_path, classifiers, clip, zeroshot, labels,
                                                            ti, student_path)
     plan = _plan(zs, ti)
-    info = {"machine": machine(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    info = {"machine": machine(), "device": _device_words(cfg.device),
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "model": _file_id(Path(model_path or DEFAULT_MODEL)), "model_meta": meta, "config": asdict(cfg),
             "command": report_command(out_dir, cfg, model_path, classifiers, data_root, clip, zeroshot, labels, ti,
                                       student_path)}
@@ -152,6 +153,14 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
     return info
 
 
+def _device_words(spec: str) -> str:
+    """Where the networks ran, in words: 'cpu' or 'cuda:0 (NVIDIA H200)'."""
+    from difflab.device import resolve_device
+
+    device = resolve_device(spec)
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+
+
 def _jsonable(o):
     if isinstance(o, (Path,)):
         return str(o)
@@ -162,7 +171,8 @@ def _jsonable(o):
 
 def _intro(info: dict) -> str:
     m = info["machine"]
-    return (paragraph(f"Generated {info['date']} in {info['total_s']:.0f} s on {m['cores']} x {m['cpu']}. "
+    return (paragraph(f"Generated {info['date']} in {info['total_s']:.0f} s on {m['cores']} x {m['cpu']}, "
+                      f"networks on {info['device']}. "
                       f"Every figure says what it shows and the exact command that regenerates it; all "
                       f"numbers are also in report.json.")
             + f"<p>This page: <code>{esc(info['command'])}</code></p>")
@@ -174,6 +184,7 @@ def _run_section(info: dict) -> str:
     rows.append(["total (with loading and checks)", f"{info['total_s']:.1f}", f"{info['total_cpu_s']:.1f}"])
     meta = [["model", info["model"]], ["student (few-step section)", info.get("student") or "none"],
             ["CPU", f"{m['cpu']} ({m['cores']} cores, torch threads {m['torch_threads']})"],
+            ["networks on", info["device"]],
             ["software", f"Python {m['python']}, torch {m['torch']}, {m['platform']}"],
             ["load average (1, 5, 15 min)", f"start {m['load_average_at_start']}, end {m['load_average_at_end']}"],
             ["date", info["date"]]]
