@@ -58,11 +58,14 @@ def main(argv=None) -> int:
 
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.5), dpi=110)
     for ax, domain in zip(axes, DOMAINS):
-        for label, points in curves:
+        for i, (label, points) in enumerate(curves):
             ws = list(points)
             fd = [points[w][domain]["fd"] for w in ws]
             acc = [points[w][domain]["acc"] for w in ws]
-            line, = ax.plot(fd, acc, "o-", label=label)
+            # the first curve (the reference) in black; the others through tab10, dashed once it repeats
+            style = (dict(color="black", lw=2.0) if i == 0 else
+                     dict(color=plt.cm.tab10((i - 1) % 10), ls="-" if i <= 10 else "--"))
+            line, = ax.plot(fd, acc, marker="o", label=label, **style)
             for w, x, y in zip(ws, fd, acc):
                 ax.annotate(f"w {w:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8,
                             color=line.get_color())

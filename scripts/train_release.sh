@@ -9,7 +9,7 @@
 # Variables: MINUTES (budget, 60), OUT (runs/release), SEED (0), SHIP (1: ship a passing model; 0: never),
 # CLASSIFIERS (1: first retrain the two evaluation classifiers into OUT, timed separately, and ship them
 # with the model; the gate then still judges with the shipped ones, the judges of every number so far).
-# The recipe (docs/RESULTS.md §9: the recipe search and sixteen one-hour runs): Min-SNR-5 loss weighting, batch
+# The recipe (docs/RESULTS.md §9: the recipe search and seventeen one-hour runs): Min-SNR-5 loss weighting, batch
 # 64, lr 1e-3 (the two best levers of the 10-minute rows), 1 res block per level (the best 15-minute row: cheaper
 # steps, more of them), and training timesteps drawn by log-SNR ~ N(-1, 2.5^2) (the default since session 19; the
 # uniform draws before it). Why log-SNR: at training seeds 0 and 2 its models are at the teacher's accuracy over five
