@@ -76,6 +76,13 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     return torch.device("cuda", i)
 
 
+def card_name(spec) -> str | None:
+    """The name of the CUDA card a --device spec ("auto" too) resolves to, e.g. 'NVIDIA H200'; None for the CPU.
+    What run records and the report print, so that they say a card did the work, not only that one was there."""
+    device = resolve_device(spec)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else None
+
+
 def check_device(spec) -> None:
     """Refuse a bad --device before any work (configs call this when they are built)."""
     resolve_device(spec)

@@ -93,13 +93,11 @@ def machine_line(processes: int | None = None, device=None) -> str:
     so a record says it was made on a card, not only that one was there)."""
     import torch
 
-    procs = "" if processes is None else f", {processes} process(es)"
-    from difflab.device import resolve_device
+    from difflab.device import card_name
 
-    card = ""
-    if device is not None and (device := resolve_device(device)).type == "cuda":  # "auto" too
-        card = f", on {torch.cuda.get_device_name(device)}"
-    return f"{cpu_name()}, {os.cpu_count()} cores{procs}, torch {torch.__version__}{card}"
+    procs = "" if processes is None else f", {processes} process(es)"
+    card = None if device is None else card_name(device)
+    return f"{cpu_name()}, {os.cpu_count()} cores{procs}, torch {torch.__version__}" + (f", on {card}" if card else "")
 
 
 def finish_machine(info: dict) -> dict:

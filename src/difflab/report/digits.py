@@ -64,7 +64,7 @@ def grids_and_table(ctx: Context) -> str:
         f"domain: one mistake moves the accuracy by {100 / (10 * n):.2f} points."))
     parts.append(paragraph("Regenerate the table (after the images above):"))
     parts.append(command_block(ctx.command("digits", "eval", ctx.path("digits"), *classifier_flags(ctx),
-                                           *device_flag(ctx.cfg.device))))
+                                           *device_flag(cfg.device))))
     parts.append(paragraph(f"Generation took {timing['total_s']:.1f} s for {timing['images']} images "
                            f"(network {timing['network_s']:.1f} s, everything else {timing['other_s']:.1f} s).",
                            "note"))

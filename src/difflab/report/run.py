@@ -155,10 +155,10 @@ def run_report(out_dir, cfg: ReportConfig | None = None, model_path=None, classi
 
 def _device_words(spec: str) -> str:
     """Where the networks ran, in words: 'cpu' or 'cuda:0 (NVIDIA H200)'."""
-    from difflab.device import resolve_device
+    from difflab.device import card_name, resolve_device
 
-    device = resolve_device(spec)
-    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+    card = card_name(spec)
+    return f"{resolve_device(spec)} ({card})" if card else str(resolve_device(spec))
 
 
 def _jsonable(o):
